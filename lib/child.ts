@@ -1,0 +1,226 @@
+/**
+ * Runs one checkpassword or setpassword program with a payload on fd 3.
+ * This is the only module that uses `Deno.Command`.
+ *
+ * `Deno.Command` cannot hand a child a fourth descriptor, so a tiny
+ * `/bin/sh` shim moves the stdin pipe onto fd 3 and puts `/dev/null` on
+ * fd 0 before it execs the program. The child runs in its own process
+ * group, which is killed on timeout and again after a normal exit so no
+ * grandchild survives. Its stdout and stderr are captured for the log and
+ * can never reach the client.
+ *
+ * @module
+ */
+
+import { realClock } from "./clock.ts";
+import { CHILD_DRAIN_MS, CHILD_LOG_MAX } from "./limits.ts";
+import { sanitize } from "./log.ts";
+
+/** How a child run ended. */
+export type ChildResult =
+  | {
+    readonly kind: "exited";
+    readonly code: number;
+    readonly delivered: boolean;
+  }
+  | { readonly kind: "signaled"; readonly signal: string }
+  | { readonly kind: "timeout"; readonly ms: number }
+  | { readonly kind: "spawnFailed"; readonly message: string };
+
+/** What to run and how. */
+export interface ChildOptions {
+  /** The program and its arguments; `argv[0]` is a path. */
+  readonly argv: readonly string[];
+  /** Octets written to the child's fd 3, then EOF. */
+  readonly payload: Uint8Array;
+  /** Deadline for the whole run, payload write included. */
+  readonly timeoutMs: number;
+  /** Variables added to the inherited environment. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Receives the child's output, one sanitised line at a time. */
+  readonly onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+  /** Octet strings (passwords) blanked out of captured output before logging. */
+  readonly redact?: readonly Uint8Array[];
+}
+
+/** The shim: payload pipe (stdin) onto fd 3, `/dev/null` onto fd 0, exec the program. */
+export const FD3_SHIM = 'exec 3<&0 </dev/null; exec "$@"';
+
+/** Run a program with `payload` on fd 3; never throws. */
+export async function runChild(options: ChildOptions): Promise<ChildResult> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("/bin/sh", {
+      args: ["-c", FD3_SHIM, "qmail-poppass", ...options.argv],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+      env: { ...options.env },
+    }).spawn();
+  } catch (error) {
+    return { kind: "spawnFailed", message: errorText(error) };
+  }
+  const redact = options.redact ?? [];
+  const drains = [
+    drain(child.stdout, (line) => options.onOutput?.("stdout", line), redact),
+    drain(child.stderr, (line) => options.onOutput?.("stderr", line), redact),
+  ];
+  const result = await waitWithDeadline(
+    child,
+    options.payload,
+    options.timeoutMs,
+  );
+  killGroup(child.pid);
+  await finishDrains(drains);
+  return result;
+}
+
+async function waitWithDeadline(
+  child: Deno.ChildProcess,
+  payload: Uint8Array,
+  timeoutMs: number,
+): Promise<ChildResult> {
+  const timer = realClock.timer(timeoutMs);
+  const expired = timer.done.then(() => "timeout" as const);
+  const finished = (async () => {
+    const delivered = await writePayload(child.stdin, payload);
+    return { status: await child.status, delivered };
+  })();
+  try {
+    const first = await Promise.race([finished, expired]);
+    if (first === "timeout") {
+      killGroup(child.pid);
+      await finished;
+      return { kind: "timeout", ms: timeoutMs };
+    }
+    const { status, delivered } = first;
+    if (status.signal !== null) {
+      return { kind: "signaled", signal: status.signal };
+    }
+    return { kind: "exited", code: status.code, delivered };
+  } finally {
+    timer.cancel();
+  }
+}
+
+/** Write the payload and close fd 3; false if the child did not take it. */
+async function writePayload(
+  stdin: WritableStream<Uint8Array>,
+  payload: Uint8Array,
+): Promise<boolean> {
+  const writer = stdin.getWriter();
+  try {
+    await writer.write(payload);
+    await writer.close();
+    return true;
+  } catch {
+    // Broken pipe: the child exited without reading fd 3.
+    await writer.abort().catch(() => {});
+    return false;
+  }
+}
+
+/** SIGKILL the child's whole process group; it may already be gone. */
+function killGroup(pid: number): void {
+  try {
+    Deno.kill(-pid, "SIGKILL");
+  } catch {
+    // ESRCH: no process is left in the group.
+  }
+}
+
+interface Drain {
+  readonly done: Promise<void>;
+  readonly cancel: () => Promise<void>;
+}
+
+/** Read a child stream to its end, keeping the first CHILD_LOG_MAX octets for the log. */
+function drain(
+  stream: ReadableStream<Uint8Array>,
+  emit: (line: string) => void,
+  redact: readonly Uint8Array[],
+): Drain {
+  const reader = stream.getReader();
+  const longest = redact.reduce(
+    (max, secret) => Math.max(max, secret.length),
+    0,
+  );
+  const kept = new Uint8Array(CHILD_LOG_MAX + longest);
+  let used = 0;
+  let dropped = 0;
+  const done = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const room = Math.min(value.length, kept.length - used);
+        kept.set(value.subarray(0, room), used);
+        used += room;
+        dropped += value.length - room;
+        value.fill(0);
+      }
+    } catch {
+      // Cancelled after the drain deadline, or the pipe failed: log what we have.
+    }
+    emitLines(kept.subarray(0, used), redact, emit);
+    const over = Math.max(0, used - CHILD_LOG_MAX) + dropped;
+    if (over > 0) emit(`(${over} more octets not logged)`);
+    kept.fill(0);
+  })();
+  return { done, cancel: () => reader.cancel().catch(() => {}) };
+}
+
+/** Wait for both output streams, but not for a grandchild that escaped the group. */
+async function finishDrains(drains: readonly Drain[]): Promise<void> {
+  const timer = realClock.timer(CHILD_DRAIN_MS);
+  const all = Promise.all(drains.map((d) => d.done));
+  const first = await Promise.race([
+    all,
+    timer.done.then(() => "late" as const),
+  ]);
+  timer.cancel();
+  if (first === "late") {
+    await Promise.all(drains.map((d) => d.cancel()));
+    await all;
+  }
+}
+
+function emitLines(
+  captured: Uint8Array,
+  redact: readonly Uint8Array[],
+  emit: (line: string) => void,
+): void {
+  for (const secret of redact) blankOut(captured, secret);
+  const text = captured.subarray(0, Math.min(captured.length, CHILD_LOG_MAX));
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf(0x0a, start);
+    if (end < 0) end = text.length;
+    if (end > start) {
+      emit(sanitize(text.subarray(start, end), { allowSpace: true, max: 200 }));
+    }
+    start = end + 1;
+  }
+}
+
+/** Replace every occurrence of `secret` in `buffer` with `*`. */
+function blankOut(buffer: Uint8Array, secret: Uint8Array): void {
+  if (secret.length === 0) return;
+  for (
+    let i = buffer.indexOf(secret[0]!);
+    i >= 0;
+    i = buffer.indexOf(secret[0]!, i + 1)
+  ) {
+    if (i + secret.length > buffer.length) break;
+    let match = true;
+    for (let j = 1; j < secret.length && match; j++) {
+      match = buffer[i + j] === secret[j];
+    }
+    if (match) buffer.fill(0x2a, i, i + secret.length);
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,67 @@
+/**
+ * Every number that bounds qmail-poppass, in one place, each with its
+ * reason. Options and `POPPASS_*` variables override the configurable ones
+ * (see `lib/config.ts`); the rest are fixed by the protocol or the programs.
+ *
+ * @module
+ */
+
+/** The configurable limits, all times in milliseconds. */
+export interface Limits {
+  /** Wait after a failed `pass` or `newpass`, measured from the line's arrival. */
+  readonly failDelayMs: number;
+  /** Longest accepted line in octets, not counting the LF or CRLF that ends it. */
+  readonly maxLine: number;
+  /** Deadline for each line, from when the server starts waiting for it. */
+  readonly idleTimeoutMs: number;
+  /** Deadline for the whole session, from connect. */
+  readonly sessionTimeoutMs: number;
+  /** Deadline for one child program, payload write included; then SIGKILL to its group. */
+  readonly childTimeoutMs: number;
+  /** Listen mode: sessions served at once. */
+  readonly maxSessions: number;
+  /** Listen mode: sessions served at once per client IP; 0 means no limit. */
+  readonly maxPerIp: number;
+}
+
+/** The defaults of `../shared/spec/poppassd.md` §5. */
+export const DEFAULT_LIMITS: Limits = {
+  // The C original sleeps 5 s after a failed check; a guess costs that much.
+  failDelayMs: 5_000,
+  // fd-3 payloads are capped at 512 octets, so no valid line needs more.
+  maxLine: 512,
+  // Webmail clients give up after 30-60 s; an idle slot is released by then.
+  idleTimeoutMs: 60_000,
+  // Three full dialogues with slow back ends fit; slow-drip clients do not.
+  sessionTimeoutMs: 180_000,
+  // Clients time out at 60 s; a hung back end must be answered before that.
+  childTimeoutMs: 30_000,
+  // tcpserver's default -c 40.
+  maxSessions: 40,
+  // Webmail connects from one IP; 10 keeps a single host from taking all 40.
+  maxPerIp: 10,
+};
+
+/** checkpassword programs refuse more than 512 octets on fd 3. */
+export const PAYLOAD_MAX = 512;
+
+/** Longest user name accepted (octets). */
+export const USER_MAX = 255;
+
+/** Client-supplied text in the log is cut to this many characters. */
+export const LOG_TEXT_MAX = 100;
+
+/** Octets of a child's stdout and of its stderr copied into the log, each. */
+export const CHILD_LOG_MAX = 4_096;
+
+/** After a child has exited, how long its output pipes may stay open. */
+export const CHILD_DRAIN_MS = 1_000;
+
+/** On SIGTERM, how long sessions running a child program may go on. */
+export const SHUTDOWN_GRACE_MS = 35_000;
+
+/** Listen mode with TLS: deadline for the TLS handshake. */
+export const TLS_HANDSHAKE_MS = 10_000;
+
+/** Upper bound for any configurable time, so typos cannot disable a deadline. */
+export const MAX_SECONDS = 86_400;

@@ -1,0 +1,113 @@
+/**
+ * A bounded line reader: splits client octets at LF, drops one CR before
+ * the LF, and never buffers more than the line limit, however the input is
+ * chunked. An unterminated last line is discarded at EOF, never returned.
+ *
+ * @module
+ */
+
+/** A source of octet chunks; `null` means end of input. */
+export type ChunkSource = () => Promise<Uint8Array | null>;
+
+/** What the next read produced. `arrivedAt` is when the line's LF arrived. */
+export type LineEvent =
+  | {
+    readonly kind: "line";
+    readonly line: Uint8Array;
+    readonly arrivedAt: number;
+  }
+  | { readonly kind: "tooLong" }
+  | { readonly kind: "eof" };
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** Reads lines of at most `maxLine` octets (terminator excluded) from chunks. */
+export class LineReader {
+  readonly #read: ChunkSource;
+  readonly #now: () => number;
+  readonly #maxLine: number;
+  /** Octets of the current line seen so far (at most maxLine + 1: a CR may follow). */
+  readonly #pending: Uint8Array;
+  #used = 0;
+  /** The unread rest of the last chunk, a view into `#whole`. */
+  #chunk: Uint8Array = new Uint8Array(0);
+  /** The last chunk as read, wiped once it is used up (it may hold passwords). */
+  #whole: Uint8Array = new Uint8Array(0);
+  #chunkAt = 0;
+  #done = false;
+
+  /** `now` stamps each chunk's arrival, for the failure delay. */
+  constructor(read: ChunkSource, maxLine: number, now: () => number) {
+    this.#read = read;
+    this.#now = now;
+    this.#maxLine = maxLine;
+    this.#pending = new Uint8Array(maxLine + 1);
+  }
+
+  /** The next complete line, `tooLong` as soon as the limit passes, or `eof`. */
+  async next(): Promise<LineEvent> {
+    while (!this.#done) {
+      if (this.#chunk.length === 0) {
+        const chunk = await this.#read();
+        if (chunk === null) break;
+        this.#chunk = chunk;
+        this.#whole = chunk;
+        this.#chunkAt = this.#now();
+        continue;
+      }
+      const event = this.#consume();
+      if (event) return event;
+    }
+    this.#finish();
+    return { kind: "eof" };
+  }
+
+  /** Wipe buffered octets; later reads report `eof`. */
+  dispose(): void {
+    this.#finish();
+  }
+
+  #consume(): LineEvent | undefined {
+    const chunk = this.#chunk;
+    const lf = chunk.indexOf(LF);
+    const part = lf < 0 ? chunk : chunk.subarray(0, lf);
+    if (this.#used + part.length > this.#maxLine + 1) {
+      this.#finish();
+      return { kind: "tooLong" };
+    }
+    this.#pending.set(part, this.#used);
+    this.#used += part.length;
+    this.#chunk = lf < 0 ? new Uint8Array(0) : chunk.subarray(lf + 1);
+    if (this.#chunk.length === 0) this.#whole.fill(0);
+    if (lf < 0) return undefined;
+    let length = this.#used;
+    if (length > 0 && this.#pending[length - 1] === CR) length--;
+    if (length > this.#maxLine) {
+      this.#finish();
+      return { kind: "tooLong" };
+    }
+    const line = this.#pending.slice(0, length);
+    this.#pending.fill(0, 0, this.#used);
+    this.#used = 0;
+    return { kind: "line", line, arrivedAt: this.#chunkAt };
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.#pending.fill(0);
+    this.#used = 0;
+    this.#whole.fill(0);
+    this.#chunk = new Uint8Array(0);
+  }
+}
+
+/** Adapt a web `ReadableStream` reader into a chunk source. */
+export function streamSource(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): ChunkSource {
+  return async () => {
+    const { value, done } = await reader.read();
+    return done ? null : value;
+  };
+}

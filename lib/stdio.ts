@@ -1,0 +1,53 @@
+/**
+ * stdio mode: one session on fd 0/1, as run by tcpserver, inetd or a
+ * systemd socket unit with `Accept=yes`.
+ *
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import { realClock } from "./clock.ts";
+import type { Limits } from "./limits.ts";
+import { type LogSink, sessionLog } from "./log.ts";
+import { type Connection, runSession, type SessionEnd } from "./session.ts";
+
+/** Write all of `bytes` to a `Deno.Writer`-like sink. */
+export async function writeAll(
+  target: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let done = 0; done < bytes.length;) {
+    done += await target.write(bytes.subarray(done));
+  }
+}
+
+/**
+ * Serve the session on stdin/stdout. The client IP comes from
+ * `TCPREMOTEIP` (set by tcpserver), the session id is our pid.
+ */
+export async function serveStdio(options: {
+  readonly greeting: Uint8Array;
+  readonly backend: Backend;
+  readonly limits: Limits;
+  readonly sink: LogSink;
+  readonly env: (name: string) => string | undefined;
+}): Promise<SessionEnd> {
+  const reader = Deno.stdin.readable.getReader();
+  const conn: Connection = {
+    read: async () => {
+      const { value, done } = await reader.read();
+      return done ? null : value;
+    },
+    write: (bytes) => writeAll(Deno.stdout, bytes),
+  };
+  const remoteIp = options.env("TCPREMOTEIP") ?? "unknown";
+  const log = sessionLog(options.sink, String(Deno.pid), remoteIp);
+  return await runSession(conn, {
+    greeting: options.greeting,
+    backend: options.backend,
+    limits: options.limits,
+    clock: realClock,
+    log,
+    peer: { remoteIp, env: {}, log },
+  });
+}

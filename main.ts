@@ -1,0 +1,100 @@
+/**
+ * qmail-poppass: a poppassd password-change server for Deno.
+ *
+ * `main.ts` turns argv and the environment into a `Config`, serves one
+ * session on stdin/stdout or listens itself, and maps every ending to an
+ * exit code: 0 normal end, 100 usage or configuration error, 111 temporary
+ * or internal error. It is the only file that touches `Deno.args`,
+ * `Deno.exit` and the process's own stdin/stdout.
+ *
+ * @module
+ */
+
+import type { Backend } from "./lib/backend.ts";
+import {
+  type Config,
+  denoProbe,
+  parseInvocation,
+  UsageError,
+} from "./lib/config.ts";
+import { processLog, stderrSink } from "./lib/log.ts";
+import { usageText } from "./lib/options.ts";
+import { programBackend } from "./lib/programs.ts";
+import { greetingBytes, replyBytes } from "./lib/replies.ts";
+import { serveStdio, writeAll } from "./lib/stdio.ts";
+import { VERSION } from "./lib/version.ts";
+
+/** Our exit codes. */
+export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
+
+/** Run the program; resolves to the exit code. */
+export async function main(args: readonly string[]): Promise<number> {
+  const sink = stderrSink();
+  const log = processLog(sink, String(Deno.pid));
+  const env = (name: string) => Deno.env.get(name);
+  let config: Config;
+  try {
+    const invocation = parseInvocation(args, env, denoProbe);
+    if (invocation.kind === "help") return print(usageText());
+    if (invocation.kind === "version") return print(`qmail-poppass ${VERSION}`);
+    config = invocation.config;
+  } catch (error) {
+    return await startupFailure(error, args, env, log);
+  }
+  for (const warning of config.warnings) log(`warning: ${warning}`);
+  try {
+    const backend = await createBackend(config);
+    const greeting = greetingBytes(config.hostname);
+    if (config.mode.kind === "listen") {
+      log("fatal: listen mode is not available yet");
+      return EXIT.usage;
+    }
+    await serveStdio({ greeting, backend, limits: config.limits, sink, env });
+    return EXIT.ok;
+  } catch (error) {
+    return await startupFailure(error, args, env, log);
+  }
+}
+
+function createBackend(config: Config): Promise<Backend> {
+  const backend = config.backend;
+  if (backend.kind === "passwdFile") {
+    throw new UsageError("--passwd-file is not available yet");
+  }
+  return Promise.resolve(programBackend({
+    checkArgv: backend.checkArgv,
+    setArgv: backend.setArgv,
+    childTimeoutMs: config.limits.childTimeoutMs,
+  }));
+}
+
+/** Log one clear line, tell a stdio client with one `500` line, pick the exit code. */
+async function startupFailure(
+  error: unknown,
+  args: readonly string[],
+  env: (name: string) => string | undefined,
+  log: (message: string) => void,
+): Promise<number> {
+  const usage = error instanceof UsageError;
+  const message = error instanceof Error ? error.message : String(error);
+  log(`fatal: ${message}`);
+  const listening =
+    args.some((a) => a === "--listen" || a.startsWith("--listen=")) ||
+    (env("POPPASS_LISTEN") ?? "").trim() !== "";
+  if (!listening && !Deno.stdout.isTerminal()) {
+    await writeAll(
+      Deno.stdout,
+      replyBytes(usage ? "misconfigured" : "authTemporary"),
+    ).catch(() => {});
+  }
+  return usage ? EXIT.usage : EXIT.temporary;
+}
+
+function print(text: string): number {
+  console.log(text);
+  return EXIT.ok;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
