@@ -1,0 +1,318 @@
+/**
+ * The password schemes of Dovecot's passwd-file that the built-in back end
+ * understands: verify what Dovecot (or crypt(3), openssl, mkpasswd) wrote,
+ * and write new hashes that Dovecot accepts.
+ *
+ * Libraries, and why:
+ * - `hash-wasm` for Argon2 and bcrypt: it takes the password as bytes, runs
+ *   without native code, and its output was checked against libsodium and
+ *   crypt_blowfish through `doveadm pw -t`. Its own verify helpers compare
+ *   with `===`, so we recompute and compare in constant time ourselves.
+ * - `unixcrypt` for SHA-256/SHA-512 crypt: the only maintained pure
+ *   implementation found. `bcryptjs` was not needed: it takes strings only.
+ *
+ * @module
+ */
+
+import { argon2i, argon2id, bcrypt } from "hash-wasm";
+import { encrypt as shaCrypt } from "unixcrypt";
+import { Buffer } from "node:buffer";
+
+/** The schemes we write new hashes in (Dovecot names). */
+export type WriteScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
+
+/** Every scheme accepted for writing, for option parsing. */
+export const WRITE_SCHEMES: readonly WriteScheme[] = [
+  "ARGON2ID",
+  "SHA512-CRYPT",
+  "BLF-CRYPT",
+];
+
+/** What comparing a password with a stored field came to. */
+export type Verdict =
+  | { readonly kind: "match" }
+  | { readonly kind: "mismatch" }
+  | { readonly kind: "unsupported"; readonly reason: string };
+
+const MATCH: Verdict = { kind: "match" };
+const MISMATCH: Verdict = { kind: "mismatch" };
+const unsupported = (reason: string): Verdict => ({
+  kind: "unsupported",
+  reason,
+});
+
+// Ceilings on the cost a stored hash may ask for. The file is the admin's,
+// but one typo (cost 31, rounds=999999999, m=4 GiB) must not hang or
+// exhaust the server; Dovecot's defaults sit far below each of them.
+const MAX_SHA_ROUNDS = 1_000_000;
+const MAX_BCRYPT_COST = 16;
+const MAX_ARGON2_MEMORY_KIB = 262_144;
+const MAX_ARGON2_ITERATIONS = 16;
+const MAX_ARGON2_LANES = 16;
+
+// Parameters of what we write: Dovecot's own ARGON2ID defaults (libsodium's
+// "interactive" limits), glibc's default SHA-crypt rounds (hence no
+// "rounds=" field), and bcrypt cost 10 (~0.1 s here; Dovecot's 5 is weak).
+const ARGON2 = { memorySize: 65536, iterations: 3, parallelism: 1 } as const;
+const BCRYPT_COST = 10;
+
+/**
+ * Hashes of random, forgotten passwords, one per write scheme, made with
+ * the same parameters as {@link hashPassword}; see {@link burnTime}.
+ */
+export const DUMMY_HASHES: Readonly<Record<WriteScheme, string>> = {
+  "ARGON2ID": "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$" +
+    "bQpiKjtoz0fVcUbN6qb6xA$N2flpP+tfw3fJMbPoC5RHxR00h8eyM0xdKYzbk45t7o",
+  "SHA512-CRYPT": "{SHA512-CRYPT}$6$nw5uhaK.E/VrA8aX$MVxYel9YClNJ8rllKT8G7Xp" +
+    "nQZ9vckWUwXJpXD/IyJ2RXLhI0T3miPaNVg9PsFKgsohU.JM1/2sjzgvP1F5uT.",
+  "BLF-CRYPT":
+    "{BLF-CRYPT}$2y$10$7pz.RUGRP643BUivkMR2bujaq/aII9jP2NsT2nIPR6ACnKpnD6Mpi",
+};
+
+/**
+ * Split a stored password field into its upper-cased scheme and the rest.
+ * A field without `{SCHEME}` is CRYPT, Dovecot's default for passwd-file.
+ *
+ * @example splitScheme("{plain}secret") // {scheme: "PLAIN", hash: "secret"}
+ */
+export function splitScheme(stored: string): { scheme: string; hash: string } {
+  const close = stored.startsWith("{") ? stored.indexOf("}") : -1;
+  if (close < 0) return { scheme: "CRYPT", hash: stored };
+  return {
+    scheme: stored.slice(1, close).toUpperCase(),
+    hash: stored.slice(close + 1),
+  };
+}
+
+const CLEAR_SCHEMES = new Set(["PLAIN", "CLEAR", "CLEARTEXT"]);
+// Dovecot hands all of these to crypt(3), which picks the algorithm by the
+// hash's "$id$", not by the scheme name; we do the same.
+const CRYPT_SCHEMES = new Set([
+  "CRYPT",
+  "SHA512-CRYPT",
+  "SHA256-CRYPT",
+  "BLF-CRYPT",
+]);
+// Likewise libsodium reads argon2i versus argon2id from the hash itself.
+const ARGON2_SCHEMES = new Set(["ARGON2I", "ARGON2ID"]);
+
+/** Does this stored field hold the password in clear text? */
+export function isClearText(stored: string): boolean {
+  return CLEAR_SCHEMES.has(splitScheme(stored).scheme);
+}
+
+/**
+ * Compare two byte strings in time that depends only on their lengths, so
+ * that a hash comparison does not reveal how many leading octets matched.
+ */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) {
+    diff |= a[i]! ^ (b[i % (b.length || 1)] ?? 0);
+  }
+  return diff === 0;
+}
+
+/** Latin-1 maps each char of a stored field back to the octet it was read from. */
+const octets = (text: string): Uint8Array => Buffer.from(text, "latin1");
+
+/**
+ * Does `password` match the stored passwd-file field (`{SCHEME}hash`, or a
+ * bare crypt hash)? `stored` holds one char per file octet (latin1).
+ * Never throws: a hash we cannot judge is `unsupported`, with a reason that
+ * names the scheme but never includes the hash.
+ */
+export async function verifyPassword(
+  password: Uint8Array,
+  stored: string,
+): Promise<Verdict> {
+  const { scheme, hash } = splitScheme(stored);
+  try {
+    if (CLEAR_SCHEMES.has(scheme)) {
+      return verdict(constantTimeEqual(password, octets(hash)));
+    }
+    if (ARGON2_SCHEMES.has(scheme)) return await verifyArgon2(password, hash);
+    if (!CRYPT_SCHEMES.has(scheme)) {
+      return unsupported(`unsupported scheme {${scheme}}`);
+    }
+    if (/^\$[56]\$/.test(hash)) return verifyShaCrypt(password, hash);
+    if (/^\$2[aby]\$/.test(hash)) return await verifyBcrypt(password, hash);
+    return unsupported(
+      `unsupported crypt hash ${
+        /^\$[^$]{0,16}\$/.exec(hash)?.[0] ?? "(no $id$)"
+      }`,
+    );
+  } catch (error) {
+    return unsupported(`cannot verify {${scheme}} hash: ${String(error)}`);
+  }
+}
+
+const verdict = (equal: boolean): Verdict => equal ? MATCH : MISMATCH;
+
+// unixcrypt is typed for strings but only hands its input to node:crypto's
+// Hash.update() and Buffer.byteLength(), which take bytes just as well. A
+// Buffer view passes every octet unchanged (no UTF-8 round trip, so non-UTF-8
+// passwords work) and leaves no unwipeable string copy of the password.
+// tests/passwdfile_schemes_test.ts pins this against openssl.
+const bytesForUnixcrypt = (password: Uint8Array): string =>
+  Buffer.from(
+    password.buffer,
+    password.byteOffset,
+    password.byteLength,
+  ) as unknown as string;
+
+const SHA_CRYPT_SHAPE =
+  /^\$([56])\$(?:rounds=(\d{1,10})\$)?[./0-9A-Za-z]{0,16}\$([./0-9A-Za-z]+)$/;
+
+function verifyShaCrypt(password: Uint8Array, hash: string): Verdict {
+  const shape = SHA_CRYPT_SHAPE.exec(hash);
+  if (!shape || shape[3]!.length !== (shape[1] === "5" ? 43 : 86)) {
+    return unsupported("malformed SHA-crypt hash");
+  }
+  if (Number(shape[2] ?? 0) > MAX_SHA_ROUNDS) {
+    return unsupported("SHA-crypt rounds too high");
+  }
+  const setting = hash.slice(0, hash.lastIndexOf("$"));
+  return verdict(
+    constantTimeEqual(
+      octets(shaCrypt(bytesForUnixcrypt(password), setting)),
+      octets(hash),
+    ),
+  );
+}
+
+const BCRYPT_SHAPE =
+  /^\$2[aby]\$(\d\d)\$([./A-Za-z0-9]{22})([./A-Za-z0-9]{31})$/;
+const BCRYPT_ALPHABET =
+  "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** Decode bcrypt's own base64 (other alphabet, no padding) to `size` octets. */
+function decodeBcryptBase64(text: string, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let bits = 0, value = 0, n = 0;
+  for (const char of text) {
+    value = (value << 6) | BCRYPT_ALPHABET.indexOf(char);
+    bits += 6;
+    if (bits >= 8 && n < size) out[n++] = (value >> (bits -= 8)) & 0xff;
+  }
+  return out;
+}
+
+async function verifyBcrypt(
+  password: Uint8Array,
+  hash: string,
+): Promise<Verdict> {
+  const shape = BCRYPT_SHAPE.exec(hash);
+  const cost = Number(shape?.[1]);
+  if (!shape || cost < 4 || cost > 31) {
+    return unsupported("malformed bcrypt hash");
+  }
+  if (cost > MAX_BCRYPT_COST) return unsupported("bcrypt cost too high");
+  // crypt_blowfish (Dovecot, libxcrypt) uses only the first 72 octets and
+  // hash-wasm refuses longer input; it also refuses an empty password.
+  if (password.length === 0) return MISMATCH;
+  const encoded = await bcrypt({
+    password: password.subarray(0, 72),
+    salt: decodeBcryptBase64(shape[2]!, 16),
+    costFactor: cost,
+    outputType: "encoded",
+  });
+  return verdict(
+    constantTimeEqual(octets(encoded.slice(-31)), octets(shape[3]!)),
+  );
+}
+
+const ARGON2_SHAPE =
+  /^\$(argon2id|argon2i)\$v=19\$m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,3})\$([A-Za-z0-9+/]{11,})\$([A-Za-z0-9+/]{22,})$/;
+
+async function verifyArgon2(
+  password: Uint8Array,
+  hash: string,
+): Promise<Verdict> {
+  const shape = ARGON2_SHAPE.exec(hash);
+  if (!shape) return unsupported("malformed or unsupported argon2 hash");
+  const [memorySize, iterations, parallelism] = [shape[2], shape[3], shape[4]]
+    .map(Number);
+  if (
+    memorySize! > MAX_ARGON2_MEMORY_KIB ||
+    iterations! > MAX_ARGON2_ITERATIONS ||
+    parallelism! > MAX_ARGON2_LANES
+  ) return unsupported("argon2 parameters too high");
+  const expected = Buffer.from(shape[6]!, "base64");
+  const compute = shape[1] === "argon2id" ? argon2id : argon2i;
+  const actual = await compute({
+    password,
+    salt: Buffer.from(shape[5]!, "base64"),
+    memorySize: memorySize!,
+    iterations: iterations!,
+    parallelism: parallelism!,
+    hashLength: expected.length,
+    outputType: "binary",
+  });
+  return verdict(constantTimeEqual(actual, expected));
+}
+
+const CRYPT_SALT_ALPHABET =
+  "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/** 16 random salt chars; the alphabet has 64 chars, so `& 63` is unbiased. */
+function cryptSalt(): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(16)),
+    (b) => CRYPT_SALT_ALPHABET[b & 63],
+  ).join("");
+}
+
+/**
+ * Hash `password` in `scheme` as Dovecot writes it, `{SCHEME}` prefix
+ * included, e.g. `{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$salt$hash`.
+ * Throws on an empty password (bcrypt cannot hash one).
+ */
+export async function hashPassword(
+  password: Uint8Array,
+  scheme: WriteScheme,
+): Promise<string> {
+  if (password.length === 0) {
+    throw new RangeError("Cannot hash an empty password");
+  }
+  switch (scheme) {
+    case "ARGON2ID": {
+      const salt = crypto.getRandomValues(new Uint8Array(16));
+      return `{ARGON2ID}${await argon2id({
+        password,
+        salt,
+        ...ARGON2,
+        hashLength: 32,
+        outputType: "encoded",
+      })}`;
+    }
+    case "SHA512-CRYPT":
+      return `{SHA512-CRYPT}${
+        shaCrypt(bytesForUnixcrypt(password), `$6$${cryptSalt()}`)
+      }`;
+    case "BLF-CRYPT": {
+      const salt = crypto.getRandomValues(new Uint8Array(16));
+      const encoded = await bcrypt({
+        password: password.subarray(0, 72),
+        salt,
+        costFactor: BCRYPT_COST,
+        outputType: "encoded",
+      });
+      // hash-wasm labels its output $2a$, but it has none of the old $2a$
+      // sign-extension bug, so it is $2y$, the label Dovecot writes.
+      return `{BLF-CRYPT}$2y$${encoded.slice(4)}`;
+    }
+  }
+}
+
+/**
+ * Spend the time a wrong password would cost, for a user who does not
+ * exist, so that response times do not tell which users exist. Verifies
+ * against {@link DUMMY_HASHES}, whose parameters equal what we write.
+ */
+export async function burnTime(
+  password: Uint8Array,
+  scheme: WriteScheme,
+): Promise<void> {
+  await verifyPassword(password, DUMMY_HASHES[scheme]);
+}
