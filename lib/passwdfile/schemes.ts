@@ -18,15 +18,14 @@ import { argon2i, argon2id, bcrypt } from "hash-wasm";
 import { encrypt as shaCrypt } from "unixcrypt";
 import { Buffer } from "node:buffer";
 
-/** The schemes we write new hashes in (Dovecot names). */
-export type WriteScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
+/** The schemes we write new hashes in (Dovecot names), for option parsing. */
+export const WRITE_SCHEMES = ["ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT"] as const;
 
-/** Every scheme accepted for writing, for option parsing. */
-export const WRITE_SCHEMES: readonly WriteScheme[] = [
-  "ARGON2ID",
-  "SHA512-CRYPT",
-  "BLF-CRYPT",
-];
+/** A scheme we write new hashes in. */
+export type WriteScheme = typeof WRITE_SCHEMES[number];
+
+/** The scheme for new hashes unless configured otherwise: the strongest one. */
+export const DEFAULT_SCHEME: WriteScheme = "ARGON2ID";
 
 /** What comparing a password with a stored field came to. */
 export type Verdict =
@@ -34,12 +33,12 @@ export type Verdict =
   | { readonly kind: "mismatch" }
   | { readonly kind: "unsupported"; readonly reason: string };
 
-const MATCH: Verdict = { kind: "match" };
-const MISMATCH: Verdict = { kind: "mismatch" };
-const unsupported = (reason: string): Verdict => ({
-  kind: "unsupported",
-  reason,
+const verdict = (equal: boolean): Verdict => ({
+  kind: equal ? "match" : "mismatch",
 });
+function unsupported(reason: string): Verdict {
+  return { kind: "unsupported", reason };
+}
 
 // Ceilings on the cost a stored hash may ask for. The file is the admin's,
 // but one typo (cost 31, rounds=999999999, m=4 GiB) must not hang or
@@ -53,7 +52,13 @@ const MAX_ARGON2_LANES = 16;
 // Parameters of what we write: Dovecot's own ARGON2ID defaults (libsodium's
 // "interactive" limits), glibc's default SHA-crypt rounds (hence no
 // "rounds=" field), and bcrypt cost 10 (~0.1 s here; Dovecot's 5 is weak).
-const ARGON2 = { memorySize: 65536, iterations: 3, parallelism: 1 } as const;
+const ARGON2 = {
+  memorySize: 65536,
+  iterations: 3,
+  parallelism: 1,
+  hashLength: 32,
+  outputType: "encoded",
+} as const;
 const BCRYPT_COST = 10;
 
 /**
@@ -87,12 +92,7 @@ export function splitScheme(stored: string): { scheme: string; hash: string } {
 const CLEAR_SCHEMES = new Set(["PLAIN", "CLEAR", "CLEARTEXT"]);
 // Dovecot hands all of these to crypt(3), which picks the algorithm by the
 // hash's "$id$", not by the scheme name; we do the same.
-const CRYPT_SCHEMES = new Set([
-  "CRYPT",
-  "SHA512-CRYPT",
-  "SHA256-CRYPT",
-  "BLF-CRYPT",
-]);
+const CRYPT_SCHEMES = /^(?:CRYPT|SHA512-CRYPT|SHA256-CRYPT|BLF-CRYPT)$/;
 // Likewise libsodium reads argon2i versus argon2id from the hash itself.
 const ARGON2_SCHEMES = new Set(["ARGON2I", "ARGON2ID"]);
 
@@ -132,39 +132,30 @@ export async function verifyPassword(
       return verdict(constantTimeEqual(password, octets(hash)));
     }
     if (ARGON2_SCHEMES.has(scheme)) return await verifyArgon2(password, hash);
-    if (!CRYPT_SCHEMES.has(scheme)) {
+    if (!CRYPT_SCHEMES.test(scheme)) {
       return unsupported(`unsupported scheme {${scheme}}`);
     }
     if (/^\$[56]\$/.test(hash)) return verifyShaCrypt(password, hash);
     if (/^\$2[aby]\$/.test(hash)) return await verifyBcrypt(password, hash);
-    return unsupported(
-      `unsupported crypt hash ${
-        /^\$[^$]{0,16}\$/.exec(hash)?.[0] ?? "(no $id$)"
-      }`,
-    );
+    const id = /^\$[^$]{0,16}\$/.exec(hash)?.[0] ?? "(no $id$)";
+    return unsupported(`unsupported crypt hash ${id}`);
   } catch (error) {
     return unsupported(`cannot verify {${scheme}} hash: ${String(error)}`);
   }
 }
-
-const verdict = (equal: boolean): Verdict => equal ? MATCH : MISMATCH;
 
 // unixcrypt is typed for strings but only hands its input to node:crypto's
 // Hash.update() and Buffer.byteLength(), which take bytes just as well. A
 // Buffer view passes every octet unchanged (no UTF-8 round trip, so non-UTF-8
 // passwords work) and leaves no unwipeable string copy of the password.
 // tests/passwdfile_schemes_test.ts pins this against openssl.
-const bytesForUnixcrypt = (password: Uint8Array): string =>
-  Buffer.from(
-    password.buffer,
-    password.byteOffset,
-    password.byteLength,
-  ) as unknown as string;
+const forUnixcrypt = (pw: Uint8Array) =>
+  Buffer.from(pw.buffer, pw.byteOffset, pw.length) as unknown as string;
 
 const SHA_CRYPT_SHAPE =
   /^\$([56])\$(?:rounds=(\d{1,10})\$)?[./0-9A-Za-z]{0,16}\$([./0-9A-Za-z]+)$/;
 
-function verifyShaCrypt(password: Uint8Array, hash: string): Verdict {
+function verifyShaCrypt(pw: Uint8Array, hash: string): Verdict {
   const shape = SHA_CRYPT_SHAPE.exec(hash);
   if (!shape || shape[3]!.length !== (shape[1] === "5" ? 43 : 86)) {
     return unsupported("malformed SHA-crypt hash");
@@ -173,12 +164,8 @@ function verifyShaCrypt(password: Uint8Array, hash: string): Verdict {
     return unsupported("SHA-crypt rounds too high");
   }
   const setting = hash.slice(0, hash.lastIndexOf("$"));
-  return verdict(
-    constantTimeEqual(
-      octets(shaCrypt(bytesForUnixcrypt(password), setting)),
-      octets(hash),
-    ),
-  );
+  const actual = shaCrypt(forUnixcrypt(pw), setting);
+  return verdict(constantTimeEqual(octets(actual), octets(hash)));
 }
 
 const BCRYPT_SHAPE =
@@ -198,10 +185,7 @@ function decodeBcryptBase64(text: string, size: number): Uint8Array {
   return out;
 }
 
-async function verifyBcrypt(
-  password: Uint8Array,
-  hash: string,
-): Promise<Verdict> {
+async function verifyBcrypt(pw: Uint8Array, hash: string): Promise<Verdict> {
   const shape = BCRYPT_SHAPE.exec(hash);
   const cost = Number(shape?.[1]);
   if (!shape || cost < 4 || cost > 31) {
@@ -210,9 +194,9 @@ async function verifyBcrypt(
   if (cost > MAX_BCRYPT_COST) return unsupported("bcrypt cost too high");
   // crypt_blowfish (Dovecot, libxcrypt) uses only the first 72 octets and
   // hash-wasm refuses longer input; it also refuses an empty password.
-  if (password.length === 0) return MISMATCH;
+  if (pw.length === 0) return verdict(false);
   const encoded = await bcrypt({
-    password: password.subarray(0, 72),
+    password: pw.subarray(0, 72),
     salt: decodeBcryptBase64(shape[2]!, 16),
     costFactor: cost,
     outputType: "encoded",
@@ -225,10 +209,7 @@ async function verifyBcrypt(
 const ARGON2_SHAPE =
   /^\$(argon2id|argon2i)\$v=19\$m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,3})\$([A-Za-z0-9+/]{11,})\$([A-Za-z0-9+/]{22,})$/;
 
-async function verifyArgon2(
-  password: Uint8Array,
-  hash: string,
-): Promise<Verdict> {
+async function verifyArgon2(pw: Uint8Array, hash: string): Promise<Verdict> {
   const shape = ARGON2_SHAPE.exec(hash);
   if (!shape) return unsupported("malformed or unsupported argon2 hash");
   const [memorySize, iterations, parallelism] = [shape[2], shape[3], shape[4]]
@@ -241,7 +222,7 @@ async function verifyArgon2(
   const expected = Buffer.from(shape[6]!, "base64");
   const compute = shape[1] === "argon2id" ? argon2id : argon2i;
   const actual = await compute({
-    password,
+    password: pw,
     salt: Buffer.from(shape[5]!, "base64"),
     memorySize: memorySize!,
     iterations: iterations!,
@@ -264,36 +245,27 @@ function cryptSalt(): string {
 }
 
 /**
- * Hash `password` in `scheme` as Dovecot writes it, `{SCHEME}` prefix
+ * Hash the password `pw` in `scheme` as Dovecot writes it, `{SCHEME}` prefix
  * included, e.g. `{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$salt$hash`.
  * Throws on an empty password (bcrypt cannot hash one).
  */
 export async function hashPassword(
-  password: Uint8Array,
+  pw: Uint8Array,
   scheme: WriteScheme,
 ): Promise<string> {
-  if (password.length === 0) {
-    throw new RangeError("Cannot hash an empty password");
-  }
+  if (pw.length === 0) throw new RangeError("Cannot hash an empty password");
   switch (scheme) {
     case "ARGON2ID": {
       const salt = crypto.getRandomValues(new Uint8Array(16));
-      return `{ARGON2ID}${await argon2id({
-        password,
-        salt,
-        ...ARGON2,
-        hashLength: 32,
-        outputType: "encoded",
-      })}`;
+      const encoded = await argon2id({ password: pw, salt, ...ARGON2 });
+      return `{ARGON2ID}${encoded}`;
     }
     case "SHA512-CRYPT":
-      return `{SHA512-CRYPT}${
-        shaCrypt(bytesForUnixcrypt(password), `$6$${cryptSalt()}`)
-      }`;
+      return `{SHA512-CRYPT}${shaCrypt(forUnixcrypt(pw), `$6$${cryptSalt()}`)}`;
     case "BLF-CRYPT": {
       const salt = crypto.getRandomValues(new Uint8Array(16));
       const encoded = await bcrypt({
-        password: password.subarray(0, 72),
+        password: pw.subarray(0, 72),
         salt,
         costFactor: BCRYPT_COST,
         outputType: "encoded",
@@ -310,9 +282,6 @@ export async function hashPassword(
  * exist, so that response times do not tell which users exist. Verifies
  * against {@link DUMMY_HASHES}, whose parameters equal what we write.
  */
-export async function burnTime(
-  password: Uint8Array,
-  scheme: WriteScheme,
-): Promise<void> {
-  await verifyPassword(password, DUMMY_HASHES[scheme]);
+export async function burnTime(pw: Uint8Array, scheme: WriteScheme) {
+  await verifyPassword(pw, DUMMY_HASHES[scheme]);
 }
