@@ -17,7 +17,9 @@ import {
   parseInvocation,
   UsageError,
 } from "./lib/config.ts";
+import { describe, serve, type ServeOptions } from "./lib/listener.ts";
 import { processLog, stderrSink } from "./lib/log.ts";
+import type { TlsFiles } from "./lib/transports.ts";
 import { usageText } from "./lib/options.ts";
 import { programBackend } from "./lib/programs.ts";
 import { greetingBytes, replyBytes } from "./lib/replies.ts";
@@ -46,14 +48,75 @@ export async function main(args: readonly string[]): Promise<number> {
     const backend = await createBackend(config);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
-      log("fatal: listen mode is not available yet");
-      return EXIT.usage;
+      await serveListen(config.mode, {
+        greeting,
+        backend,
+        limits: config.limits,
+        sink,
+      }, log);
+      return EXIT.ok;
     }
     await serveStdio({ greeting, backend, limits: config.limits, sink, env });
     return EXIT.ok;
   } catch (error) {
     return await startupFailure(error, args, env, log);
   }
+}
+
+/** Listen until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and key. */
+async function serveListen(
+  mode: Extract<Config["mode"], { kind: "listen" }>,
+  common: Omit<ServeOptions, "addresses" | "loadTls">,
+  log: (message: string) => void,
+): Promise<void> {
+  const tls = mode.tls;
+  const loadTls = tls
+    ? () => readTlsFiles(tls.certFile, tls.keyFile)
+    : undefined;
+  const server = await serve({
+    ...common,
+    addresses: mode.addresses,
+    ...(loadTls ? { loadTls } : {}),
+  });
+  log(describe(server, common.limits));
+  const stop = () => void server.shutdown();
+  const reload = () =>
+    server.reloadTls().catch((e) =>
+      log(`TLS reload failed, keeping the old certificate: ${e.message}`)
+    );
+  const signals: [Deno.Signal, () => void][] = [["SIGTERM", stop], [
+    "SIGINT",
+    stop,
+  ], ["SIGHUP", reload]];
+  for (const [signal, handler] of signals) {
+    Deno.addSignalListener(signal, handler);
+  }
+  await server.finished;
+  for (const [signal, handler] of signals) {
+    Deno.removeSignalListener(signal, handler);
+  }
+}
+
+/** Read the PEM files; a missing or unreadable file is a configuration error. */
+async function readTlsFiles(
+  certFile: string,
+  keyFile: string,
+): Promise<TlsFiles> {
+  const read = async (what: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (error) {
+      throw new UsageError(
+        `cannot read ${what} ${JSON.stringify(path)}: ${
+          (error as Error).message
+        }`,
+      );
+    }
+  };
+  return {
+    cert: await read("--tls-cert", certFile),
+    key: await read("--tls-key", keyFile),
+  };
 }
 
 function createBackend(config: Config): Promise<Backend> {

@@ -63,5 +63,8 @@ export const SHUTDOWN_GRACE_MS = 35_000;
 /** Listen mode with TLS: deadline for the TLS handshake. */
 export const TLS_HANDSHAKE_MS = 10_000;
 
+/** Listen mode with TLS: how long a closing connection may take to flush its last reply. */
+export const TLS_CLOSE_MS = 2_000;
+
 /** Upper bound for any configurable time, so typos cannot disable a deadline. */
 export const MAX_SECONDS = 86_400;
