@@ -338,3 +338,164 @@ Deno.test("updatePasswdFile() failures are temporary and leave the file untouche
     });
   });
 });
+
+const FIXTURE =
+  new URL("./fixtures/passwdfile_change.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+/** Start the change fixture as its own process (`--no-lock`: 50 of them must not race on deno.lock). */
+function spawnFixture(
+  args: string[],
+  stdout: "piped" | "null" = "piped",
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-lock",
+      `--config=${CONFIG}`,
+      "--allow-all",
+      FIXTURE,
+      ...args,
+    ],
+    stdin: "null",
+    stdout,
+    stderr: "null",
+  }).spawn();
+}
+
+function kill(child: Deno.ChildProcess): void {
+  try {
+    child.kill("SIGKILL");
+  } catch { /* already gone */ }
+}
+
+/** Run the fixture to the end, killing it after `timeoutMs`. */
+async function runFixture(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number; out: string }> {
+  const child = spawnFixture(args);
+  const timer = setTimeout(() => kill(child), timeoutMs);
+  try {
+    const { code, stdout } = await child.output();
+    return { code, out: new TextDecoder().decode(stdout).trim() };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `after` is `before` with only `user`'s field changed, to a hash of `password`. */
+async function isExactChange(
+  before: Uint8Array,
+  after: Uint8Array,
+  user: string,
+  password: string,
+) {
+  const old = parsePasswdFile(before).entries.get(user)!;
+  const file = parsePasswdFile(after);
+  const now = file.entries.get(user)!;
+  assert.deepEqual(replacePassword(file, now, old.password), before);
+  assert.deepEqual(await verifyPassword(utf8(password), now.password), {
+    kind: "match",
+  });
+}
+
+Deno.test("50 processes changing 50 users at once lose no update and no octet", async () => {
+  const users = Array.from({ length: 50 }, (_, i) => `user${i}`);
+  const original = bin(
+    "# fifty users\r\n" +
+      users.map((u, i) =>
+        `${u}:{PLAIN}old${i}:${1000 + i}:100::/home/${u}${
+          i % 2 ? "\r\n" : "\n"
+        }`
+      ).join("") +
+      "# no newline at the end",
+  );
+  await withFile(original, async (path, dir) => {
+    const results = await Promise.all(
+      users.map((u, i) =>
+        runFixture([path, u, `old${i}`, `new password ${i}`], 120_000)
+      ),
+    );
+    assert.deepEqual(
+      results,
+      users.map(() => ({ code: 0, out: '{"kind":"ok"}' })),
+    );
+    const file = parsePasswdFile(await Deno.readFile(path));
+    let restored = file.bytes;
+    // Put every old field back, last line first so earlier offsets stay valid.
+    for (const [i, u] of [...users.entries()].reverse()) {
+      const entry = file.entries.get(u)!;
+      assert.deepEqual(
+        await verifyPassword(utf8(`new password ${i}`), entry.password),
+        { kind: "match" },
+      );
+      restored = replacePassword(
+        { ...file, bytes: restored },
+        entry,
+        `{PLAIN}old${i}`,
+      );
+    }
+    assert.deepEqual(restored, original);
+    assert.deepEqual(await leftovers(dir), []);
+  });
+});
+
+Deno.test("a writer killed mid-change leaves the old file or the new one", async (t) => {
+  await t.step(
+    "killed after writing its temporary file: the old file, exactly",
+    async () => {
+      await withFile(bin(ORIGINAL), async (path) => {
+        const child = spawnFixture(["--pause", path, "alice", "brand new"]);
+        const timer = setTimeout(() => kill(child), 30_000);
+        const reader = child.stdout.pipeThrough(new TextDecoderStream())
+          .getReader();
+        let said = "";
+        try {
+          while (!said.includes("\n")) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            said += value;
+          }
+        } finally {
+          kill(child);
+          clearTimeout(timer);
+          await reader.cancel();
+          await child.status;
+        }
+        const temp = /^paused (.+)\n$/.exec(said)?.[1];
+        assert.ok(temp, `fixture said ${JSON.stringify(said)}`);
+        await isExactChange(
+          bin(ORIGINAL),
+          await Deno.readFile(temp),
+          "alice",
+          "brand new",
+        );
+        assert.deepEqual(await Deno.readFile(path), bin(ORIGINAL));
+      });
+    },
+  );
+  await t.step(
+    "killed at random moments, 20 times: old or new, never a mix",
+    async () => {
+      await withFile(bin(ORIGINAL), async (path) => {
+        let current = "alicepw";
+        for (let run = 0; run < 20; run++) {
+          const before = await Deno.readFile(path);
+          const next = `password ${run}`;
+          const child = spawnFixture([path, "alice", current, next], "null");
+          // A whole run takes 100-200 ms here (start-up included): spread the
+          // kills over it so that some land before, during and after the write.
+          const delay = 20 + Math.floor(Math.random() * 200);
+          const timer = setTimeout(() => kill(child), delay);
+          await child.status;
+          clearTimeout(timer);
+          const after = await Deno.readFile(path);
+          if (Buffer.compare(before, after) === 0) continue;
+          await isExactChange(before, after, "alice", next);
+          current = next;
+        }
+      });
+    },
+  );
+});
