@@ -21,6 +21,7 @@ import { describe, serve, type ServeOptions } from "./lib/listener.ts";
 import { processLog, stderrSink } from "./lib/log.ts";
 import type { TlsFiles } from "./lib/transports.ts";
 import { usageText } from "./lib/options.ts";
+import { createPasswdFileBackend } from "./lib/passwdfile/backend.ts";
 import { programBackend } from "./lib/programs.ts";
 import { greetingBytes, replyBytes } from "./lib/replies.ts";
 import { serveStdio, writeAll } from "./lib/stdio.ts";
@@ -45,7 +46,7 @@ export async function main(args: readonly string[]): Promise<number> {
   }
   for (const warning of config.warnings) log(`warning: ${warning}`);
   try {
-    const backend = await createBackend(config);
+    const backend = await createBackend(config, log);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
       await serveListen(config.mode, {
@@ -119,16 +120,35 @@ async function readTlsFiles(
   };
 }
 
-function createBackend(config: Config): Promise<Backend> {
+/** The external programs, or the built-in passwd-file back end. */
+async function createBackend(
+  config: Config,
+  log: (message: string) => void,
+): Promise<Backend> {
   const backend = config.backend;
-  if (backend.kind === "passwdFile") {
-    throw new UsageError("--passwd-file is not available yet");
+  if (backend.kind === "programs") {
+    return programBackend({
+      checkArgv: backend.checkArgv,
+      setArgv: backend.setArgv,
+      childTimeoutMs: config.limits.childTimeoutMs,
+    });
   }
-  return Promise.resolve(programBackend({
-    checkArgv: backend.checkArgv,
-    setArgv: backend.setArgv,
-    childTimeoutMs: config.limits.childTimeoutMs,
-  }));
+  try {
+    await Deno.stat(backend.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UsageError(
+        `--passwd-file ${JSON.stringify(backend.path)} does not exist`,
+      );
+    }
+    throw error;
+  }
+  return await createPasswdFileBackend({
+    path: backend.path,
+    scheme: backend.scheme,
+    minPasswordLength: backend.minPasswordLength,
+    log,
+  });
 }
 
 /** Log one clear line, tell a stdio client with one `500` line, pick the exit code. */
