@@ -1,0 +1,116 @@
+/**
+ * Looking at processes through `/proc`: who is alive, in which process
+ * group, whose children; and this process's resident memory.
+ *
+ * @module
+ */
+
+import { sleep } from "./talk.ts";
+
+/** One process as `/proc/PID/stat` describes it. */
+export interface ProcInfo {
+  readonly pid: number;
+  readonly ppid: number;
+  readonly pgid: number;
+  /** R, S, D, Z (zombie), … */
+  readonly state: string;
+  readonly cmdline: string;
+}
+
+/** Read one process; undefined when it is gone. */
+export function procInfo(pid: number): ProcInfo | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // "pid (comm) state ppid pgrp ..." - comm may hold spaces and parens.
+    const after = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    let cmdline = "";
+    try {
+      cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll(
+        "\0",
+        " ",
+      ).trim();
+    } catch {
+      // Gone between the two reads.
+    }
+    return {
+      pid,
+      state: after[0]!,
+      ppid: Number(after[1]),
+      pgid: Number(after[2]),
+      cmdline,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process visible now. */
+export function listProcesses(): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const info = procInfo(Number(entry.name));
+    if (info) out.push(info);
+  }
+  return out;
+}
+
+/** True while `pid` exists and is not a zombie. */
+export function alive(pid: number): boolean {
+  const info = procInfo(pid);
+  return info !== undefined && info.state !== "Z";
+}
+
+/** Live (non-zombie) members of process group `pgid`. */
+export function groupMembers(pgid: number): ProcInfo[] {
+  return listProcesses().filter((p) => p.pgid === pgid && p.state !== "Z");
+}
+
+/** All descendants of `pid` (children, grandchildren, …). */
+export function descendants(pid: number): ProcInfo[] {
+  const all = listProcesses();
+  const found: ProcInfo[] = [];
+  const parents = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of all) {
+      if (parents.has(p.ppid) && !parents.has(p.pid)) {
+        parents.add(p.pid);
+        found.push(p);
+        grew = true;
+      }
+    }
+  }
+  return found;
+}
+
+/** This process's resident set size in KiB (VmRSS). */
+export function rssKiB(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+}
+
+/** Poll `ready` every `stepMs` until it holds or `ms` pass; returns whether it held. */
+export async function waitUntil(
+  ready: () => boolean,
+  ms: number,
+  stepMs = 25,
+): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (!ready()) {
+    if (performance.now() >= end) return false;
+    await sleep(stepMs);
+  }
+  return true;
+}
+
+/** SIGKILL each pid that is still alive (processes the test started). */
+export function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      if (alive(pid)) Deno.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+}
