@@ -168,6 +168,23 @@ Deno.test("check() outcomes", async (t) => {
   );
 });
 
+Deno.test("twenty checks at once queue for the hash limiter and all finish", async () => {
+  await withBackend(async ({ backend }) => {
+    const users = ["alice", "bob", "mallory", "carol"];
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 20 },
+        (_, i) => check(backend, users[i % 4]!, `${users[i % 4]} pw`),
+      ),
+    );
+    assert.deepEqual(
+      outcomes.map((o) => o.kind === "ok" ? "ok" : o.reason),
+      Array.from({ length: 5 }, () => ["ok", "ok", "unknown user", "ok"])
+        .flat(),
+    );
+  });
+});
+
 Deno.test("change() writes the new hash and nothing else", async (t) => {
   const cases: ReadonlyArray<readonly [WriteScheme, string, string, RegExp]> = [
     [

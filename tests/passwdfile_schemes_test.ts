@@ -61,9 +61,9 @@ async function tool(
 }
 
 const PASSWORDS: ReadonlyArray<readonly [string, Uint8Array]> = [
-  ["ASCII", utf8("correct horse battery")],
-  ["UTF-8", utf8("pässwörd ☃")],
-  ["non-UTF-8", new Uint8Array([0xff, 0xfe, 0x61, 0xe9, 0x7a])],
+  ["an ASCII", utf8("correct horse battery")],
+  ["a UTF-8", utf8("pässwörd ☃")],
+  ["a non-UTF-8", new Uint8Array([0xff, 0xfe, 0x61, 0xe9, 0x7a])],
 ];
 
 // [description, tool, shell line using "$PW"]
@@ -116,7 +116,7 @@ Deno.test("verifyPassword() accepts hashes made by independent tools", async (t)
     const passwords = /ARGON2/.test(what) ? PASSWORDS.slice(1, 2) : PASSWORDS;
     for (const [kind, password] of passwords) {
       await t.step({
-        name: `${what} with a ${kind} password${
+        name: `${what} with ${kind} password${
           present ? "" : " (ignored: tool not installed)"
         }`,
         ignore: !present,
@@ -142,7 +142,7 @@ Deno.test("hashPassword() writes hashes that doveadm accepts", async (t) => {
     for (const [kind, password] of cases) {
       const stored = await hashPassword(password, scheme);
       await t.step(
-        `${scheme} with a ${kind} password: shape, own verify`,
+        `${scheme} with ${kind} password: shape, own verify`,
         async () => {
           assert.match(stored, EXPECTED_SHAPE[scheme]!);
           assert.deepEqual(await verifyPassword(password, stored), {
@@ -152,7 +152,7 @@ Deno.test("hashPassword() writes hashes that doveadm accepts", async (t) => {
       );
       await t.step({
         name:
-          `${scheme} with a ${kind} password: doveadm pw -t accepts it, and not a wrong one${
+          `${scheme} with ${kind} password: doveadm pw -t accepts it, and not a wrong one${
             DOVEADM ? "" : " (ignored: doveadm not installed)"
           }`,
         ignore: !DOVEADM,

@@ -35,11 +35,13 @@ export interface PasswdFileOptions {
 }
 
 /**
- * At most this many hash computations run at once. Each one holds the only
- * JS thread while it computes (hash-wasm and unixcrypt are synchronous at
- * heart), and hash-wasm gives every Argon2 call a fresh 64 MiB of wasm
- * memory; queueing the rest keeps memory bounded and lets other sessions'
- * I/O run between computations instead of after a burst of them.
+ * At most this many hash computations run at once; the rest queue. The
+ * libraries compute synchronously, so one hash holds the only JS thread
+ * while it runs (~0.5 s for Argon2; a Worker would be needed to avoid
+ * that). The queue bounds memory (hash-wasm gives each Argon2 call its own
+ * 64 MiB of wasm memory) and, with one event-loop turn before each
+ * computation, serves other sessions' I/O between hashes rather than after
+ * a burst of them.
  */
 export const MAX_CONCURRENT_HASHES = 2;
 
@@ -184,6 +186,7 @@ function limiter(max: number) {
     if (running < max) running++;
     else await new Promise<void>((resolve) => waiting.push(resolve));
     try {
+      await new Promise((resolve) => setTimeout(resolve, 0));
       return await task();
     } finally {
       // Hand the slot straight to the next waiter, or give it back.

@@ -23,8 +23,9 @@ export interface PasswdEntry {
   readonly password: string;
   /** 1-based line number, for messages. */
   readonly line: number;
-  /** Octet offsets of the password field in the file: [start, end). */
+  /** Octet offset of the password field's first octet in the file. */
   readonly start: number;
+  /** Octet offset just past the password field. */
   readonly end: number;
 }
 
@@ -56,26 +57,26 @@ export function parsePasswdFile(bytes: Uint8Array): PasswdFile {
   const text = latin1(bytes);
   const entries = new Map<string, PasswdEntry>();
   const ambiguous = new Set<string>();
-  let line = 0;
-  for (let from = 0; from < text.length; line++) {
+  for (let from = 0, line = 1; from < text.length; line++) {
     const newline = text.indexOf("\n", from);
-    let to = newline < 0 ? text.length : newline;
-    const next = to + 1;
-    if (to > from && text[to - 1] === "\r") to--;
-    const body = text.slice(from, to);
-    const [start, at] = [from, line + 1];
-    from = next;
+    const stop = newline < 0 ? text.length : newline;
+    // A CR before the LF is part of the line ending: a CRLF file must not
+    // put CR into the last field of a line.
+    const to = stop > from && text[stop - 1] === "\r" ? stop - 1 : stop;
+    const start = from;
+    from = stop + 1;
+    const body = text.slice(start, to);
     if (/^[ \t]*$/.test(body) || body[0] === "#" || body[0] === ":") continue;
     const colon = body.indexOf(":");
     if (colon < 0) {
-      throw new SyntaxError(`line ${at}: no ':' after the user name`);
+      throw new SyntaxError(`line ${line}: no ':' after the user name`);
     }
     const fieldEnd = body.indexOf(":", colon + 1);
     const name = body.slice(0, colon);
     const entry: PasswdEntry = {
       user: Buffer.from(name, "latin1"),
       password: body.slice(colon + 1, fieldEnd < 0 ? undefined : fieldEnd),
-      line: at,
+      line,
       start: start + colon + 1,
       end: start + (fieldEnd < 0 ? body.length : fieldEnd),
     };
@@ -234,11 +235,13 @@ async function replaceFile(
     for (let done = 0; done < bytes.length;) {
       done += await file.write(bytes.subarray(done));
     }
-    await Deno.chmod(temp, old.mode! & 0o7777);
+    // Owner first: chown may clear mode bits, chmod then sets them exactly.
+    // Only when they differ, so that a non-root writer of its own file works.
     const now = await file.stat();
     if (now.uid !== old.uid || now.gid !== old.gid) {
       await Deno.chown(temp, old.uid, old.gid);
     }
+    await Deno.chmod(temp, old.mode! & 0o7777);
     await file.sync();
     file.close();
     await options.afterTempWritten?.(temp);

@@ -59,7 +59,7 @@ const ARGON2 = {
   hashLength: 32,
   outputType: "encoded",
 } as const;
-const BCRYPT_COST = 10;
+const BCRYPT = { costFactor: 10, outputType: "encoded" } as const;
 
 /**
  * Hashes of random, forgotten passwords, one per write scheme, made with
@@ -83,10 +83,8 @@ export const DUMMY_HASHES: Readonly<Record<WriteScheme, string>> = {
 export function splitScheme(stored: string): { scheme: string; hash: string } {
   const close = stored.startsWith("{") ? stored.indexOf("}") : -1;
   if (close < 0) return { scheme: "CRYPT", hash: stored };
-  return {
-    scheme: stored.slice(1, close).toUpperCase(),
-    hash: stored.slice(close + 1),
-  };
+  const scheme = stored.slice(1, close).toUpperCase();
+  return { scheme, hash: stored.slice(close + 1) };
 }
 
 const CLEAR_SCHEMES = new Set(["PLAIN", "CLEAR", "CLEARTEXT"]);
@@ -236,13 +234,11 @@ async function verifyArgon2(pw: Uint8Array, hash: string): Promise<Verdict> {
 const CRYPT_SALT_ALPHABET =
   "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+const randomOctets = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+
 /** 16 random salt chars; the alphabet has 64 chars, so `& 63` is unbiased. */
-function cryptSalt(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(16)),
-    (b) => CRYPT_SALT_ALPHABET[b & 63],
-  ).join("");
-}
+const cryptSalt = () =>
+  Array.from(randomOctets(16), (b) => CRYPT_SALT_ALPHABET[b & 63]).join("");
 
 /**
  * Hash the password `pw` in `scheme` as Dovecot writes it, `{SCHEME}` prefix
@@ -256,20 +252,15 @@ export async function hashPassword(
   if (pw.length === 0) throw new RangeError("Cannot hash an empty password");
   switch (scheme) {
     case "ARGON2ID": {
-      const salt = crypto.getRandomValues(new Uint8Array(16));
+      const salt = randomOctets(16);
       const encoded = await argon2id({ password: pw, salt, ...ARGON2 });
       return `{ARGON2ID}${encoded}`;
     }
     case "SHA512-CRYPT":
       return `{SHA512-CRYPT}${shaCrypt(forUnixcrypt(pw), `$6$${cryptSalt()}`)}`;
     case "BLF-CRYPT": {
-      const salt = crypto.getRandomValues(new Uint8Array(16));
-      const encoded = await bcrypt({
-        password: pw.subarray(0, 72),
-        salt,
-        costFactor: BCRYPT_COST,
-        outputType: "encoded",
-      });
+      const [key, salt] = [pw.subarray(0, 72), randomOctets(16)];
+      const encoded = await bcrypt({ password: key, salt, ...BCRYPT });
       // hash-wasm labels its output $2a$, but it has none of the old $2a$
       // sign-extension bug, so it is $2y$, the label Dovecot writes.
       return `{BLF-CRYPT}$2y$${encoded.slice(4)}`;
