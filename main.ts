@@ -19,7 +19,7 @@ import {
 } from "./lib/config.ts";
 import { describe, serve, type ServeOptions } from "./lib/listener.ts";
 import { processLog, stderrSink } from "./lib/log.ts";
-import type { TlsFiles } from "./lib/transports.ts";
+import { type TlsFiles, tlsProblem } from "./lib/transports.ts";
 import { usageText } from "./lib/options.ts";
 import { createPasswdFileBackend } from "./lib/passwdfile/backend.ts";
 import { programBackend } from "./lib/programs.ts";
@@ -114,10 +114,13 @@ async function readTlsFiles(
       );
     }
   };
-  return {
+  const files = {
     cert: await read("--tls-cert", certFile),
     key: await read("--tls-key", keyFile),
   };
+  const problem = tlsProblem(files);
+  if (problem) throw new UsageError(problem);
+  return files;
 }
 
 /** The external programs, or the built-in passwd-file back end. */

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { ListenAddress } from "./config.ts";
 import { TLS_CLOSE_MS, TLS_HANDSHAKE_MS } from "./limits.ts";
@@ -41,6 +42,28 @@ export interface Transport {
 export interface TlsFiles {
   readonly cert: string;
   readonly key: string;
+}
+
+/**
+ * Why a certificate and key cannot serve TLS, or `undefined` when they can.
+ * `node:tls` takes any text in `createServer` and `setSecureContext` and
+ * only fails every handshake later, so the pair is checked before use.
+ */
+export function tlsProblem(files: TlsFiles): string | undefined {
+  const why = (error: unknown) =>
+    error instanceof Error ? error.message : String(error);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(files.cert);
+  } catch (error) {
+    return `--tls-cert holds no PEM certificate (${why(error)})`;
+  }
+  try {
+    if (cert.checkPrivateKey(createPrivateKey(files.key))) return undefined;
+  } catch (error) {
+    return `--tls-key holds no PEM private key (${why(error)})`;
+  }
+  return "--tls-key does not belong to the first certificate in --tls-cert";
 }
 
 /** Read size per client read: lines are at most a few hundred octets. */
