@@ -1,12 +1,12 @@
 /**
  * Listen mode's guards: the concurrency caps (case 21 of
  * `../shared/spec/test-plan.md`) and the refusal of plaintext listeners
- * off loopback (case 27).
+ * off loopback (case 27), and of TLS files it cannot use.
  */
 
 import assert from "node:assert/strict";
 import { Client, closeAll } from "./listen_support/client.ts";
-import { Scratch } from "./listen_support/fixtures.ts";
+import { makeCert, Scratch } from "./listen_support/fixtures.ts";
 import { greeting, R } from "./listen_support/replies.ts";
 import { Server } from "./listen_support/server.ts";
 
@@ -206,5 +206,64 @@ Deno.test("a plaintext listener off loopback needs --allow-plaintext", async (t)
         assert.equal((await server.stop()).code, 0);
       },
     );
+  }
+});
+
+Deno.test("a TLS listener will not start with a certificate and key it cannot use", async (t) => {
+  await using scratch = await Scratch.create();
+  const [one, two] = [
+    await makeCert(scratch, "one"),
+    await makeCert(scratch, "two"),
+  ];
+  const junk = scratch.path("junk.pem");
+  await Deno.writeTextFile(
+    junk,
+    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+  );
+  const cases: [string, string, string, RegExp][] = [
+    [
+      "no certificate in --tls-cert",
+      junk,
+      one.keyFile,
+      /--tls-cert holds no PEM certificate/,
+    ],
+    [
+      "no key in --tls-key",
+      one.certFile,
+      junk,
+      /--tls-key holds no PEM private key/,
+    ],
+    [
+      "the key of another certificate",
+      one.certFile,
+      two.keyFile,
+      /--tls-key does not belong/,
+    ],
+    [
+      "a missing file",
+      scratch.path("nope"),
+      one.keyFile,
+      /cannot read --tls-cert/,
+    ],
+  ];
+  for (const [what, certFile, keyFile, expected] of cases) {
+    await t.step(`${what}: exit 100 with one line saying so`, async () => {
+      const { code, logs, stdout } = await Server.run({
+        options: [
+          "--listen",
+          "127.0.0.1:0",
+          "--tls-cert",
+          certFile,
+          "--tls-key",
+          keyFile,
+        ],
+        check: [scratch.script("ok")],
+        password: scratch.script("ok"),
+      });
+      assert.equal(code, 100);
+      assert.equal(stdout, "");
+      assert.equal(logs.length, 1, logs.join("\n"));
+      assert.match(logs[0]!, expected);
+    });
   }
 });

@@ -34,6 +34,8 @@ export class Client {
   #ended: Ending | undefined;
   #pending: Promise<Uint8Array | null> | undefined;
   #closed = false;
+  /** Why the last read failed (a reset, a TLS error), for assertion messages. */
+  error: unknown;
 
   private constructor(conn: Deno.Conn) {
     this.conn = conn;
@@ -98,7 +100,8 @@ export class Client {
       const n = await this.conn.read(bytes);
       if (n === null) this.#ended = "eof";
       return n === null ? null : bytes.subarray(0, n);
-    } catch {
+    } catch (error) {
+      this.error = error;
       this.#ended = "reset";
       return null;
     }

@@ -83,31 +83,30 @@ export interface Cert {
 }
 
 /**
- * A self-signed certificate for `localhost`. The SAN is needed because
- * Deno's TLS client (rustls) ignores the CN when it checks the name.
+ * A self-signed certificate for `localhost`. Deno's TLS client (rustls)
+ * ignores the CN when it checks the name, so the SAN is needed, and it
+ * refuses a CA certificate as a server's own (`CaUsedAsEndEntity`), so
+ * `CA:FALSE` replaces `req -x509`'s default `CA:TRUE`.
  */
 export async function makeCert(scratch: Scratch, name: string): Promise<Cert> {
   const certFile = scratch.path(`${name}.crt`);
   const keyFile = scratch.path(`${name}.key`);
-  await run([
+  const subject = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+  const usage = "basicConstraints=critical,CA:FALSE";
+  await run(
+    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+      .concat(["-subj", "/CN=localhost", "-addext", subject, "-addext", usage])
+      .concat(["-keyout", keyFile, "-out", certFile]),
+  );
+  const text = await run([
     "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-days",
-    "2",
-    "-keyout",
-    keyFile,
-    "-out",
+    "x509",
+    "-noout",
+    "-fingerprint",
+    "-sha256",
+    "-in",
     certFile,
-  ]); // deno-fmt-ignore
-  const text = await run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", certFile]);
+  ]);
   return {
     certFile,
     keyFile,
