@@ -30,6 +30,7 @@ export class Tcpserver implements AsyncDisposable {
   readonly stderr: Collector;
   readonly #child: Deno.ChildProcess;
   #stopped = false;
+  #connections = 0;
 
   private constructor(child: Deno.ChildProcess, port: number) {
     this.#child = child;
@@ -83,6 +84,7 @@ export class Tcpserver implements AsyncDisposable {
 
   /** Connect a raw client. */
   connect(): Promise<SocketClient> {
+    this.#connections++;
     return SocketClient.connect(this.port);
   }
 
@@ -91,10 +93,25 @@ export class Tcpserver implements AsyncDisposable {
     return new TextDecoder().decode(this.stderr.bytes);
   }
 
-  /** Wait (bounded) until every session has ended. */
-  async idle(ms = 10_000): Promise<void> {
-    const done = await waitUntil(() => descendants(this.pid).length === 0, ms);
-    if (!done) throw new Error(`sessions still running after ${ms} ms`);
+  /**
+   * Wait (bounded) until at least `sessions` sessions (default: one per
+   * `connect()`) have ended and none is running, going by tcpserver's own
+   * `pid N from …` / `end N status S` lines. Returns each ended session's
+   * exit status.
+   */
+  async idle(sessions = this.#connections, ms = 10_000): Promise<number[]> {
+    const count = (re: RegExp) => (this.log.match(re) ?? []).length;
+    const done = await waitUntil(() => {
+      const started = count(/^tcpserver: pid \d+ from /gm);
+      const ended = count(/^tcpserver: end \d+ status \d+$/gm);
+      return ended >= sessions && ended === started;
+    }, ms);
+    if (!done) {
+      throw new Error(`sessions still running after ${ms} ms:\n${this.log}`);
+    }
+    return [...this.log.matchAll(/^tcpserver: end \d+ status (\d+)$/gm)].map((
+      m,
+    ) => Number(m[1]));
   }
 
   /** SIGTERM tcpserver, then SIGKILL sessions it left behind, by pid. */
