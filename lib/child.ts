@@ -13,7 +13,13 @@
  */
 
 import { realClock } from "./clock.ts";
-import { CHILD_DRAIN_MS, CHILD_LOG_MAX } from "./limits.ts";
+import {
+  CHILD_DRAIN_MS,
+  CHILD_LINE_MAX,
+  CHILD_LOG_LINES,
+  CHILD_LOG_MAX,
+  CHILD_READ_SIZE,
+} from "./limits.ts";
 import { sanitize } from "./log.ts";
 
 /** How a child run ended. */
@@ -135,37 +141,42 @@ interface Drain {
   readonly cancel: () => Promise<void>;
 }
 
-/** Read a child stream to its end, keeping the first CHILD_LOG_MAX octets for the log. */
+/**
+ * Read a child stream to its end, keeping the first CHILD_LOG_MAX octets for
+ * the log. Reads go into two fixed buffers (BYOB), so a child that floods
+ * hundreds of MiB costs no memory beyond them.
+ */
 function drain(
   stream: ReadableStream<Uint8Array>,
   emit: (line: string) => void,
   redact: readonly Uint8Array[],
 ): Drain {
-  const reader = stream.getReader();
+  const reader = stream.getReader({ mode: "byob" });
   const longest = redact.reduce(
     (max, secret) => Math.max(max, secret.length),
     0,
   );
   const kept = new Uint8Array(CHILD_LOG_MAX + longest);
+  let scratch = new Uint8Array(CHILD_READ_SIZE);
   let used = 0;
-  let dropped = 0;
+  let total = 0;
   const done = (async () => {
     try {
       for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
+        // The read transfers `scratch`'s memory; the result views the same memory again.
+        const { value, done } = await reader.read(scratch);
+        if (done || !value) break;
         const room = Math.min(value.length, kept.length - used);
         kept.set(value.subarray(0, room), used);
         used += room;
-        dropped += value.length - room;
-        value.fill(0);
+        total += value.length;
+        scratch = new Uint8Array(value.buffer).fill(0);
       }
     } catch {
       // Cancelled after the drain deadline, or the pipe failed: log what we have.
     }
-    emitLines(kept.subarray(0, used), redact, emit);
-    const over = Math.max(0, used - CHILD_LOG_MAX) + dropped;
-    if (over > 0) emit(`(${over} more octets not logged)`);
+    const logged = emitLines(kept.subarray(0, used), redact, emit);
+    if (total > logged) emit(`(${total - logged} more octets not logged)`);
     kept.fill(0);
   })();
   return { done, cancel: () => reader.cancel().catch(() => {}) };
@@ -186,22 +197,29 @@ async function finishDrains(drains: readonly Drain[]): Promise<void> {
   }
 }
 
+/** Emit at most CHILD_LOG_LINES lines of the captured octets; returns the octets logged. */
 function emitLines(
   captured: Uint8Array,
   redact: readonly Uint8Array[],
   emit: (line: string) => void,
-): void {
+): number {
   for (const secret of redact) blankOut(captured, secret);
   const text = captured.subarray(0, Math.min(captured.length, CHILD_LOG_MAX));
   let start = 0;
-  while (start < text.length) {
+  for (let lines = 0; start < text.length && lines < CHILD_LOG_LINES; lines++) {
     let end = text.indexOf(0x0a, start);
     if (end < 0) end = text.length;
     if (end > start) {
-      emit(sanitize(text.subarray(start, end), { allowSpace: true, max: 200 }));
+      emit(
+        sanitize(text.subarray(start, end), {
+          allowSpace: true,
+          max: CHILD_LINE_MAX,
+        }),
+      );
     }
     start = end + 1;
   }
+  return Math.min(start, text.length);
 }
 
 /** Replace every occurrence of `secret` in `buffer` with `*`. */

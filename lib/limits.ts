@@ -54,6 +54,15 @@ export const LOG_TEXT_MAX = 100;
 /** Octets of a child's stdout and of its stderr copied into the log, each. */
 export const CHILD_LOG_MAX = 4_096;
 
+/** Lines of a child's stdout and of its stderr copied into the log, each. */
+export const CHILD_LOG_LINES = 20;
+
+/** A logged child line is cut at this many characters. */
+export const CHILD_LINE_MAX = 200;
+
+/** Read size for child output: big enough to drain a flood quickly, reused. */
+export const CHILD_READ_SIZE = 64 * 1024;
+
 /** After a child has exited, how long its output pipes may stay open. */
 export const CHILD_DRAIN_MS = 1_000;
 
