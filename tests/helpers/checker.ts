@@ -18,11 +18,12 @@
  */
 
 import { AssertionError } from "node:assert";
-import { hex, latin1, show } from "./bytes.ts";
+import { hex, latin1, show, unhex } from "./bytes.ts";
 import { changePayload, checkPayload } from "./bytes.ts";
 import type { Accounts } from "./accounts.ts";
 import type { LedgerEntry } from "./ledger.ts";
 import type { Transcript } from "./talk.ts";
+import { hasShape, splitNul, validPassword, validUser } from "./payload.ts";
 
 /** Everything the checker looks at. */
 export interface LedgerCheck {
@@ -276,46 +277,10 @@ function checkAccounts(input: LedgerCheck, problems: string[]): void {
     const got = input.after.get(user);
     if (want === undefined || got === undefined || hex(want) !== hex(got)) {
       problems.push(
-        `account ${show(unhexText(user))}: password ${
+        `account ${show(unhex(user))}: password ${
           got ? show(got) : "(none)"
         }, expected ${want ? show(want) : "(none)"}`,
       );
     }
   }
-}
-
-function splitNul(payload: Uint8Array): Uint8Array[] {
-  const fields: Uint8Array[] = [];
-  let start = 0;
-  for (let i = 0; i <= payload.length; i++) {
-    if (i === payload.length || payload[i] === 0) {
-      fields.push(payload.subarray(start, i));
-      start = i + 1;
-    }
-  }
-  return fields;
-}
-
-/** check: `u 0 o 0 0 0`; set: `u 0 o 0 0 n 0`, with u, o, n non-empty. */
-function hasShape(payload: Uint8Array, mode: "check" | "set"): boolean {
-  const f = splitNul(payload).map((x) => x.length);
-  return mode === "check"
-    ? f.length === 5 && f[0]! > 0 && f[1]! > 0 && f[2] === 0 && f[3] === 0 &&
-      f[4] === 0
-    : f.length === 5 && f[0]! > 0 && f[1]! > 0 && f[2] === 0 && f[3]! > 0 &&
-      f[4] === 0;
-}
-
-function validUser(user: Uint8Array): boolean {
-  return user.length >= 1 && user.length <= 255 &&
-    user.every((b) => b > 0x20 && b !== 0x7f);
-}
-
-function validPassword(password: Uint8Array): boolean {
-  return password.length >= 1 &&
-    password.every((b) => b !== 0 && b !== 0x0d && b !== 0x0a);
-}
-
-function unhexText(text: string): Uint8Array {
-  return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
 }
