@@ -75,7 +75,13 @@ async function postForm(fields: Record<string, string>): Promise<string> {
   const writer = child.stdin.getWriter();
   await writer.write(body);
   await writer.close();
-  const out = await withTimeout(child.output(), 30_000, "poppass-cgi");
+  const out = await withTimeout(child.output(), 30_000, "poppass-cgi").catch(
+    async (error) => {
+      child.kill("SIGKILL");
+      await child.status;
+      throw error;
+    },
+  );
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   return new TextDecoder().decode(out.stdout);
 }

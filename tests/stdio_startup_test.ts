@@ -102,16 +102,31 @@ Deno.test("stdio: startup errors give one log line, one 500 line and exit 100", 
     await t.step(name, async () => {
       const env: Record<string, string> = { ...baseEnv(), ...box.env() };
       if (command !== undefined) env.PASSWORD_COMMAND = command;
-      const { stdout, log, ended } = await runOnce({ args, env });
+      const { stdout, log, ended, transcript } = await runOnce({ args, env });
       assert.equal(stdout, R.misconfigured);
       assert.equal(ended.code, 100);
       const lines = log.split("\n").filter((l) => l !== "");
       assert.equal(lines.length, 1, log);
       assert.match(lines[0]!, /^qmail-poppass\[\d+\]: fatal: /);
       assert.match(lines[0]!, message);
+      await box.verify([transcript]);
       assert.deepEqual(await box.ledger(), []);
     });
   }
+});
+
+Deno.test("stdio: a chain argument spelled --listen does not hide the 500 line", async () => {
+  // The chain passes through untouched (spec §1), so `--listen` after the
+  // host name is the subprogram's argument, not ours: this is stdio mode and
+  // the client must get its 500 line. main.ts's startupFailure() scans all
+  // of argv for --listen and stays silent (defect, see the report).
+  await using box = await Sandbox.create();
+  const env = { ...baseEnv(), ...box.env() }; // PASSWORD_COMMAND unset
+  const args = [HOST, FAKEAUTH, "check", "--listen"];
+  const { stdout, log, ended } = await runOnce({ args, env });
+  assert.equal(ended.code, 100);
+  assert.match(log, /fatal: PASSWORD_COMMAND is not set/);
+  assert.equal(stdout, R.misconfigured);
 });
 
 Deno.test("stdio: --help and --version print to stdout and exit 0", async (t) => {

@@ -236,7 +236,7 @@ Deno.test("stdio: NUL, lone CR and control octets never reach a back end", async
   );
 });
 
-Deno.test("stdio: spaces and UTF-8 in passwords reach the programs verbatim", async (t) => {
+Deno.test("stdio: spaces and UTF-8 in passwords and user names reach the programs verbatim", async (t) => {
   for (
     const [name, old, next] of [
       ["leading spaces", "  lead-mk1", " lead-mk2"],
@@ -261,6 +261,18 @@ Deno.test("stdio: spaces and UTF-8 in passwords reach the programs verbatim", as
       assert.equal(hex(passwordOf(after, "bob")!), hex(bytes(next!)));
     });
   }
+  await t.step("a UTF-8 user name", async () => {
+    const user = "bøb-ü";
+    const { received, ledger } = await dialogue(
+      [`user ${user}`, `pass ${OLD}`, `newpass ${NEW}`, "quit"],
+      [[user, OLD]],
+    );
+    assert.equal(received, GREETING + R.userOk + R.passOk + R.changed + R.bye);
+    assert.deepEqual(ledger.map((e) => hex(e.payload)), [
+      hex(checkPayload(user, OLD)),
+      hex(changePayload(user, OLD, NEW)),
+    ]);
+  });
 });
 
 Deno.test("stdio: a payload of 512 octets runs, 513 is refused without running", async (t) => {
