@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { passwordOf } from "./helpers/accounts.ts";
 import { bytes, hex } from "./helpers/bytes.ts";
-import { alive } from "./helpers/procs.ts";
+import { alive, groupMembers, waitUntil } from "./helpers/procs.ts";
 import {
   assertNoSecrets,
   NEW,
@@ -20,7 +20,7 @@ import {
 } from "./helpers/rows.ts";
 import { GREETING, Sandbox } from "./helpers/sandbox.ts";
 import { standard, StdioServer } from "./helpers/stdio.ts";
-import { sleep } from "./helpers/talk.ts";
+import { converse, sleep } from "./helpers/talk.ts";
 
 const ACCOUNTS = [...ROW_ACCOUNTS, ["noisebob", OLD], [
   "slowbob",
@@ -265,4 +265,53 @@ Deno.test("stdio: EOF in every state ends the session cleanly", async (t) => {
     assert.deepEqual(runs(ledger), ["check:0"]);
     assert.ok(ledger.every((e) => !alive(e.pid)));
   });
+});
+
+Deno.test("stdio: a hanging or forking back end is answered in time and leaves no process", async (t) => {
+  await t.step(
+    "a check that hangs gets the temporary failure at the child deadline",
+    async () => {
+      await using box = await Sandbox.create([["hangbob", OLD]]);
+      await using server = new StdioServer(standard(box));
+      await server.talk.reply();
+      await server.talk.line("user hangbob");
+      await server.talk.reply();
+      await server.talk.line(`pass ${OLD}`);
+      const sent = performance.now();
+      assert.equal(await server.talk.reply(), R.authTemporary);
+      const seconds = (performance.now() - sent) / 1000;
+      assert.ok(seconds >= 2 && seconds < 3, `answered after ${seconds} s`);
+      await finish(server, box);
+      const [entry] = await box.ledger();
+      assert.equal(entry!.exit, "hang");
+      assert.ok(
+        await waitUntil(() => groupMembers(entry!.pid).length === 0, 1_000),
+      );
+      assert.match(
+        server.log,
+        /authentication failed for hangbob: temporary, timeout after 2 s/,
+      );
+    },
+  );
+  await t.step(
+    "a check that leaves a grandchild succeeds and the grandchild is gone",
+    async () => {
+      await using box = await Sandbox.create([["grandbob", OLD]]);
+      await using server = new StdioServer(standard(box));
+      const started = performance.now();
+      const received = await converse(server.talk, [
+        "user grandbob",
+        `pass ${OLD}`,
+        "quit",
+      ]);
+      assert.ok(performance.now() - started < 2_000);
+      assert.equal(received, GREETING + R.userOk + R.passOk + R.bye);
+      await finish(server, box);
+      const grandchild = Number((await box.ledger())[0]!.env.GRANDCHILD);
+      assert.ok(
+        await waitUntil(() => !alive(grandchild), 1_000),
+        `sleep ${grandchild} survived`,
+      );
+    },
+  );
 });
