@@ -5,7 +5,9 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { descendants, killAll } from "./procs.ts";
+import { assertNoSecrets, OLD, ROW_ACCOUNTS } from "./rows.ts";
 import {
   baseEnv,
   FAKEAUTH,
@@ -131,4 +133,22 @@ export async function runOnce(
     ended,
     transcript: server.talk.transcript(),
   };
+}
+
+/** The row accounts plus the noisy and the slow back end's users. */
+export const ACCOUNTS = [
+  ...ROW_ACCOUNTS,
+  ["noisebob", OLD],
+  ["slowbob", OLD],
+] as const;
+
+/** Exit 0, no stack trace, no secret in the log, the ledger checker holds. */
+export async function finish(
+  server: StdioServer,
+  box: Sandbox,
+): Promise<void> {
+  assert.deepEqual(await server.exit(), { code: 0, signal: null });
+  assertNoSecrets(server.log);
+  assert.doesNotMatch(server.log, /\n\s+at |Uncaught|panicked|error:/i);
+  await box.verify([server.talk.transcript()]);
 }
