@@ -20,7 +20,7 @@ import {
 import { describe, serve, type ServeOptions } from "./lib/listener.ts";
 import { processLog, stderrSink } from "./lib/log.ts";
 import { type TlsFiles, tlsProblem } from "./lib/transports.ts";
-import { usageText } from "./lib/options.ts";
+import { asksForListen, usageText } from "./lib/options.ts";
 import { createPasswdFileBackend } from "./lib/passwdfile/backend.ts";
 import { programBackend } from "./lib/programs.ts";
 import { greetingBytes, replyBytes } from "./lib/replies.ts";
@@ -164,8 +164,7 @@ async function startupFailure(
   const usage = error instanceof UsageError;
   const message = error instanceof Error ? error.message : String(error);
   log(`fatal: ${message}`);
-  const listening =
-    args.some((a) => a === "--listen" || a.startsWith("--listen=")) ||
+  const listening = asksForListen(args) ||
     (env("POPPASS_LISTEN") ?? "").trim() !== "";
   if (!listening && !Deno.stdout.isTerminal()) {
     await writeAll(

@@ -143,6 +143,22 @@ export function splitArgs(
   return { options, positionals: args.slice(i) };
 }
 
+/**
+ * Does argv ask for listen mode? Reads only the option words (before the
+ * first positional or `--`), without judging them, so that a startup error
+ * can still tell whether a stdio client is waiting for a `500` line.
+ */
+export function asksForListen(args: readonly string[]): boolean {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--" || !arg.startsWith("-") || arg === "-") return false;
+    if (arg === "--listen" || arg.startsWith("--listen=")) return true;
+    const spec = OPTIONS.find((o) => `--${o.name}` === arg);
+    if (spec && spec.kind !== "flag") i++;
+  }
+  return false;
+}
+
 function takeLong(
   args: readonly string[],
   i: number,
