@@ -1,0 +1,94 @@
+#!/bin/sh
+# /usr/sbin/qmail-poppass: run qmail-poppass on the Deno runtime shipped in
+# the same package, with the fewest permissions this invocation needs:
+#
+#   always                 --allow-env --allow-run --allow-read
+#   listen mode            --allow-net          (--listen, POPPASS_LISTEN)
+#   built-in passwd-file   --allow-write=DIR    (--passwd-file, POPPASS_PASSWD_FILE;
+#                                                DIR = the file's real folder)
+#
+# Deno.kill of a child's process group needs the unscoped --allow-run; the
+# checkpassword programs and TLS files may live anywhere, hence --allow-read.
+#
+# The arguments go to the program untouched ("$@"); no descriptor is
+# redirected (under tcpserver fd 0/1 are the client and fd 2 is the log);
+# exec keeps the pid, so tcpserver, systemd and daemontools signal Deno
+# itself.
+
+runtime=/usr/lib/qmail-poppass/deno
+program=/usr/lib/qmail-poppass/qmail-poppass.js
+
+# Log lines reach multilog or the journal: no colour escapes. Never ask the
+# network for a newer Deno.
+NO_COLOR=1
+DENO_NO_UPDATE_CHECK=1
+# A bundle needs no module cache, but V8's code cache halves the start-up
+# CPU. The package's postinst fills this folder as root; users that cannot
+# write it (tcpserver -u) still read it, and Deno falls back silently (and
+# slower) if it is missing.
+DENO_DIR=/var/cache/qmail-poppass
+export NO_COLOR DENO_NO_UPDATE_CHECK DENO_DIR
+
+# A systemd socket with Accept=yes passes the client as REMOTE_ADDR and
+# REMOTE_PORT; give it the names tcpserver uses, so that log lines (and
+# fail2ban) and the checkpassword programs see the client's address.
+if [ -n "${INVOCATION_ID-}" ] && [ -n "${REMOTE_ADDR-}" ] &&
+  [ -z "${TCPREMOTEIP+set}" ]; then
+  PROTO=TCP
+  TCPREMOTEIP=$REMOTE_ADDR
+  TCPREMOTEPORT=${REMOTE_PORT-}
+  export PROTO TCPREMOTEIP TCPREMOTEPORT
+fi
+
+# The options, read the way the program reads them: up to the first
+# positional argument or "--"; the command line wins over the environment,
+# and a variable that is empty or blank counts as unset.
+trim() {
+  t=$1
+  t=${t#"${t%%[![:space:]]*}"}
+  t=${t%"${t##*[![:space:]]}"}
+  printf '%s' "$t"
+}
+listen=$(trim "${POPPASS_LISTEN-}")
+passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
+want=
+for arg do
+  case $want in
+  listen) listen=$arg want= && continue ;;
+  passwd-file) passwd_file=$arg want= && continue ;;
+  value) want= && continue ;;
+  esac
+  case $arg in
+  --) break ;;
+  --listen=*) listen=${arg#--listen=} ;;
+  --passwd-file=*) passwd_file=${arg#--passwd-file=} ;;
+  --listen) want=listen ;;
+  --passwd-file) want=passwd-file ;;
+  # The options that take no value; every other --name takes the next word.
+  --allow-plaintext | --help | --version) ;;
+  --*=*) ;;
+  --*) want=value ;;
+  *) break ;;
+  esac
+done
+
+net=
+[ -n "$listen" ] && net=--allow-net
+
+write=
+if [ -n "$passwd_file" ]; then
+  # The back end writes PATH.lock and a temporary file next to the file's
+  # real path (symbolic links followed), then renames.
+  real=$(readlink -f -- "$passwd_file" 2>/dev/null) || real=$passwd_file
+  [ -n "$real" ] || real=$passwd_file
+  folder=$(dirname -- "$real" && echo x)
+  folder=${folder%?x}
+  # Deno splits permission lists at commas; ",," is a literal comma.
+  folder=$(printf '%s\n' "$folder" | sed 's/,/,,/g' && echo x)
+  folder=${folder%?x}
+  write=--allow-write=$folder
+fi
+
+exec "$runtime" run --no-config --no-remote --no-npm --no-prompt \
+  --allow-env --allow-run --allow-read $net ${write:+"$write"} \
+  "$program" "$@"
