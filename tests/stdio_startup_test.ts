@@ -118,8 +118,8 @@ Deno.test("stdio: startup errors give one log line, one 500 line and exit 100", 
 Deno.test("stdio: a chain argument spelled --listen does not hide the 500 line", async () => {
   // The chain passes through untouched (spec §1), so `--listen` after the
   // host name is the subprogram's argument, not ours: this is stdio mode and
-  // the client must get its 500 line. main.ts's startupFailure() scans all
-  // of argv for --listen and stays silent (defect, see the report).
+  // the client must get its 500 line (main.ts scanned all of argv for
+  // --listen and stayed silent until 722eb5f).
   await using box = await Sandbox.create();
   const env = { ...baseEnv(), ...box.env() }; // PASSWORD_COMMAND unset
   const args = [HOST, FAKEAUTH, "check", "--listen"];
