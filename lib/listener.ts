@@ -117,11 +117,18 @@ export async function serve(options: ServeOptions): Promise<Server> {
   try {
     const files = options.loadTls ? await options.loadTls() : undefined;
     for (const address of options.addresses) {
-      transports.push(
-        files
-          ? await listenTls(address, files, admit, onError)
-          : listenPlain(address, admit, onError),
-      );
+      try {
+        transports.push(
+          files
+            ? await listenTls(address, files, admit, onError)
+            : listenPlain(address, admit, onError),
+        );
+      } catch (error) {
+        // Name the address: with several --listen options the OS error alone
+        // ("Address already in use") does not say which one failed.
+        const why = error instanceof Error ? error.message : String(error);
+        throw new Error(`cannot listen on ${formatAddress(address)}: ${why}`);
+      }
     }
   } catch (error) {
     for (const transport of transports) transport.close();
