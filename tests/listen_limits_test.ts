@@ -9,7 +9,7 @@ import { makeCert, Scratch } from "./listen_support/fixtures.ts";
 import { fdCount } from "./listen_support/proc.ts";
 import { greeting, R } from "./listen_support/replies.ts";
 import { Server } from "./listen_support/server.ts";
-import { sleep } from "./listen_support/time.ts";
+import { sleep, timed } from "./listen_support/time.ts";
 
 const V4 = "127.0.0.1";
 const V6 = "::1";
@@ -147,6 +147,69 @@ Deno.test("the session caps refuse the extra connection and give the slot back",
       }
     },
   );
+});
+
+Deno.test("an idle session is closed at --idle-timeout and gives its slot back", async () => {
+  await using scratch = await Scratch.create();
+  await using server = await Server.start({
+    options: [
+      "--listen",
+      "127.0.0.1:0",
+      "--max-sessions",
+      "1",
+      "--idle-timeout",
+      "1",
+    ],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  await using idle = await Client.connect({ hostname: V4, port });
+  assert.equal(await idle.line(), greeting());
+  await refused(server, V4);
+  const { value: end, ms } = await timed(() => idle.rest(5_000));
+  assert.deepEqual(end, { data: "500 Timeout.\r\n", ending: "eof" });
+  assert.ok(ms > 700 && ms < 2_500, `closed after ${ms} ms`);
+  await server.waitForLog(/session end: idleTimeout/);
+  await using next = await Client.connect({ hostname: V4, port });
+  assert.equal(await next.line(), greeting());
+});
+
+Deno.test("over TLS the refusal line arrives encrypted and the slot comes back", async () => {
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "caps");
+  await using server = await Server.start({
+    options: [
+      "--listen",
+      "127.0.0.1:0",
+      "--tls-cert",
+      cert.certFile,
+      "--tls-key",
+      cert.keyFile,
+      "--max-per-ip",
+      "1",
+    ],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const target = { hostname: V4, port: server.port(), caCerts: [cert.pem] };
+  const first = await Client.connect(target);
+  try {
+    assert.equal(await first.line(), greeting());
+    {
+      await using extra = await Client.connect(target);
+      assert.deepEqual(
+        await extra.rest(),
+        { data: R.tooMany, ending: "eof" },
+        String(extra.error),
+      );
+    }
+    await release(server, first);
+    await using again = await Client.connect(target);
+    assert.equal(await again.line(), greeting());
+  } finally {
+    await first.close();
+  }
 });
 
 // Known defect, kept as a specification: a TLS connection counts against
