@@ -370,6 +370,22 @@ refused() {
   fi
 }
 
+# --- 0. stdio mode as a systemd socket unit (Accept=yes) starts it ------------------
+# systemd passes the client as REMOTE_ADDR/REMOTE_PORT (and sets
+# INVOCATION_ID); the launcher hands them on as TCPREMOTEIP/TCPREMOTEPORT,
+# so the failure line carries the client address for fail2ban.
+out=$(printf 'user alice\r\npass wrong-secret0\r\n' |
+  env -u TCPREMOTEIP INVOCATION_ID=deb-test REMOTE_ADDR=192.0.2.9 REMOTE_PORT=40106 \
+    PASSWORD_COMMAND="$bin/setpass" POPPASS_FAIL_DELAY=0.1 \
+    timeout 20 /usr/sbin/$package localhost "$bin/check" /bin/true 2>&1)
+if printf '%s\n' "$out" | grep -q '^500 Old password is incorrect' &&
+  printf '%s\n' "$out" | grep -q 'ip=192\.0\.2\.9: authentication failed for alice'; then
+  pass "systemd-style stdio session: REMOTE_ADDR reaches the log as the client IP"
+else
+  fail "systemd-style stdio session: REMOTE_ADDR reaches the log as the client IP" "$out"
+fi
+rm -f "$state/check.argv" # written as root; the sessions below run as nobody
+
 # --- 1. stdio mode under tcpserver, sessions as nobody ----------------------------
 log=$work/tcpserver.log
 if start_tcpserver "$log" -u "$nobody_uid" -g "$nogroup_gid"; then
