@@ -30,6 +30,8 @@ export interface ServerSpec {
   readonly hostname?: string;
   /** Extra environment (fakeauth's ledger and accounts). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Flags for `deno run` itself, e.g. `--v8-flags=…`. */
+  readonly denoFlags?: readonly string[];
 }
 
 function command(spec: ServerSpec): Deno.Command {
@@ -38,6 +40,7 @@ function command(spec: ServerSpec): Deno.Command {
       "run",
       "--quiet",
       "--allow-all",
+      ...(spec.denoFlags ?? []),
       MAIN,
       ...spec.options,
       spec.hostname ?? "pop.example",
