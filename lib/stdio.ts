@@ -22,9 +22,29 @@ export async function writeAll(
 }
 
 /**
- * Serve the session on stdin/stdout. The client IP comes from
- * `TCPREMOTEIP` (set by tcpserver), the session id is our pid.
+ * The client as the launcher describes it: tcpserver and inetd wrappers set
+ * `TCPREMOTEIP`; a systemd socket with `Accept=yes` sets `REMOTE_ADDR` and
+ * `REMOTE_PORT` instead, which are then also handed to the children as
+ * `TCPREMOTEIP`/`TCPREMOTEPORT`, the names checkpassword modules read.
  */
+export function stdioPeer(
+  env: (name: string) => string | undefined,
+): { remoteIp: string; env: Record<string, string> } {
+  const tcp = env("TCPREMOTEIP");
+  if (tcp !== undefined) return { remoteIp: tcp, env: {} };
+  const systemd = env("REMOTE_ADDR");
+  if (systemd === undefined) return { remoteIp: "unknown", env: {} };
+  const port = env("REMOTE_PORT");
+  return {
+    remoteIp: systemd,
+    env: {
+      TCPREMOTEIP: systemd,
+      ...(port !== undefined ? { TCPREMOTEPORT: port } : {}),
+    },
+  };
+}
+
+/** Serve the session on stdin/stdout; the session id is our pid. */
 export async function serveStdio(options: {
   readonly greeting: Uint8Array;
   readonly backend: Backend;
@@ -40,7 +60,7 @@ export async function serveStdio(options: {
     },
     write: (bytes) => writeAll(Deno.stdout, bytes),
   };
-  const remoteIp = options.env("TCPREMOTEIP") ?? "unknown";
+  const { remoteIp, env } = stdioPeer(options.env);
   const log = sessionLog(options.sink, String(Deno.pid), remoteIp);
   return await runSession(conn, {
     greeting: options.greeting,
@@ -48,6 +68,6 @@ export async function serveStdio(options: {
     limits: options.limits,
     clock: realClock,
     log,
-    peer: { remoteIp, env: {}, log },
+    peer: { remoteIp, env, log },
   });
 }

@@ -7,6 +7,7 @@ import {
   UsageError,
 } from "../lib/config.ts";
 import { DEFAULT_LIMITS } from "../lib/limits.ts";
+import { stdioPeer } from "../lib/stdio.ts";
 import { splitCommand } from "../lib/words.ts";
 
 const PROGRAMS = new Set([
@@ -344,4 +345,32 @@ Deno.test("splitCommand() splits PASSWORD_COMMAND as documented", async (t) => {
     "an unset variable is an error",
     () => assert.throws(() => splitCommand("/a $NOPE", env), /unset/),
   );
+});
+
+Deno.test("stdioPeer() takes the client from TCPREMOTEIP, else from systemd's REMOTE_ADDR", async (t) => {
+  const rows: [
+    string,
+    Record<string, string>,
+    { remoteIp: string; env: Record<string, string> },
+  ][] = [
+    ["tcpserver", { TCPREMOTEIP: "192.0.2.1", REMOTE_ADDR: "192.0.2.2" }, {
+      remoteIp: "192.0.2.1",
+      env: {},
+    }],
+    [
+      "systemd Accept=yes",
+      { REMOTE_ADDR: "2001:db8::7", REMOTE_PORT: "40106" },
+      {
+        remoteIp: "2001:db8::7",
+        env: { TCPREMOTEIP: "2001:db8::7", TCPREMOTEPORT: "40106" },
+      },
+    ],
+    ["neither", {}, { remoteIp: "unknown", env: {} }],
+  ];
+  for (const [name, vars, expected] of rows) {
+    await t.step(
+      name,
+      () => assert.deepEqual(stdioPeer(envOf(vars)), expected),
+    );
+  }
 });
