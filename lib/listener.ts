@@ -120,7 +120,13 @@ export async function serve(options: ServeOptions): Promise<Server> {
       try {
         transports.push(
           files
-            ? await listenTls(address, files, admit, onError)
+            ? await listenTls(
+              address,
+              files,
+              limits.maxSessions,
+              admit,
+              onError,
+            )
             : listenPlain(address, admit, onError),
         );
       } catch (error) {

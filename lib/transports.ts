@@ -8,6 +8,7 @@
  */
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { Socket } from "node:net";
 import { createServer, type Server, type TLSSocket } from "node:tls";
 import type { ListenAddress } from "./config.ts";
 import { TLS_CLOSE_MS, TLS_HANDSHAKE_MS } from "./limits.ts";
@@ -151,10 +152,16 @@ export interface TlsTransport extends Transport {
   reload(files: TlsFiles): void;
 }
 
-/** Listen with implicit TLS; clients that do not complete the handshake in time are dropped. */
+/**
+ * Listen with implicit TLS; clients that do not complete the handshake in
+ * time are dropped. At most `maxHandshakes` connections may be in their
+ * handshake at once; more are closed at accept, so silent clients cannot
+ * pile up descriptors (tcpserver's `-c` counts from accept too).
+ */
 export async function listenTls(
   address: ListenAddress,
   files: TlsFiles,
+  maxHandshakes: number,
   onConnection: (accepted: Accepted) => void,
   onError: (message: string) => void,
 ): Promise<TlsTransport> {
@@ -163,14 +170,33 @@ export async function listenTls(
     key: files.key,
     handshakeTimeout: TLS_HANDSHAKE_MS,
   });
-  server.on(
-    "secureConnection",
-    (socket: TLSSocket) => onConnection(fromTlsSocket(socket)),
-  );
+  // Connections between accept and the end of their handshake, by peer.
+  const handshaking = new Set<string>();
+  const peer = (
+    s: { remoteAddress?: string | undefined; remotePort?: number | undefined },
+  ) => `${s.remoteAddress}|${s.remotePort}`;
+  server.on("connection", (raw: Socket) => {
+    if (handshaking.size >= maxHandshakes) {
+      onError(
+        `limit reached: ${maxHandshakes} TLS handshakes in progress, ${
+          plainIp(raw.remoteAddress ?? "?")
+        } dropped`,
+      );
+      raw.destroy();
+      return;
+    }
+    const key = peer(raw);
+    handshaking.add(key);
+    raw.once("close", () => handshaking.delete(key));
+  });
+  server.on("secureConnection", (socket: TLSSocket) => {
+    handshaking.delete(peer(socket));
+    onConnection(fromTlsSocket(socket));
+  });
   server.on("tlsClientError", (error, socket) => {
     onError(
       `TLS handshake failed from ${
-        plainIp(socket.remoteAddress ?? "?")
+        plainIp(socket.remoteAddress ?? "unknown")
       }: ${error.message}`,
     );
     socket.destroy();
