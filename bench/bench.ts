@@ -1,0 +1,507 @@
+/**
+ * `deno task bench`: qmail-poppass against a C baseline and the spawn
+ * floor, on loopback, in one run, with the same trivial back ends. Prints
+ * one Markdown table and the issue-6 targets, or JSON with `--json`.
+ *
+ * Flags: `--quick`, `--sessions N` (per row), `--only T[,T]`, `--json`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import * as load from "./loadgen.ts";
+import type { LoadResult, Mode } from "./loadgen.ts";
+import * as targets from "./targets.ts";
+import type { Kit, Target } from "./targets.ts";
+
+/** The targets, in the order they run. */
+export const TARGETS = [
+  ...["c-baseline", "spawn-floor", "listen", "stdio-ts", "stdio-bundle"],
+  ...["empty-deno", "debian-poppassd"],
+];
+
+/** A row of the table: a load result, its target, memory peaks in KB (see `TreeSampler`). */
+export interface Row extends LoadResult {
+  readonly target: string;
+  readonly user: "root" | "nobody";
+  readonly peakKb: number;
+  readonly totalKb: number;
+}
+
+/** One of the issue's targets and how this run did. */
+export interface Check {
+  readonly what: string;
+  readonly value: number;
+  readonly limit: string;
+  readonly met?: boolean;
+}
+
+type Plan = readonly (readonly [Mode, readonly number[]])[];
+interface Instance {
+  readonly start: () => Promise<Target>;
+  readonly plan: Plan;
+  readonly user?: "nobody";
+  readonly then?: (run: Run, target: Target) => Promise<void>;
+}
+interface Run {
+  readonly kit: Kit;
+  readonly quick: boolean;
+  readonly sessions: number;
+  readonly deadline: number;
+  readonly rows: Row[];
+  readonly notes: string[];
+  readonly live: Set<{ stop(): Promise<void> }>;
+  idle?: { connections: number; beforeKb: number; afterKb: number };
+}
+
+const SERVER: Plan = [
+  ["full", [1, 8, 32]],
+  ["greeting", [1, 8]],
+  ["failing", [200]],
+];
+const STDIO: Plan = [["full", [1, 8]], ["greeting", [1, 8]]];
+const log = (text: string) => console.error(`bench: ${text}`);
+
+/** What to start for a target, or why it is skipped. */
+function instancesOf(kit: Kit, name: string): Instance[] | string {
+  type Opts = Parameters<typeof targets.startTcpserver>[3];
+  const tcp = (program: string[], opts: Opts = {}) => () =>
+    targets.startTcpserver(kit, name, program, opts);
+  const asNobody = (program: string[], cwd: string, plan: Plan) =>
+    kit.asNobody
+      ? [{ start: tcp(program, { cwd, nobody: true }), plan, user: "nobody" }]
+      : [];
+  if (name !== "listen" && !kit.tcpserver) return "needs tcpserver";
+  const deno = [kit.deno, "run", "--allow-all"];
+  switch (name) {
+    case "c-baseline": {
+      if (!kit.cBaseline) return "needs cc";
+      const program = [kit.cBaseline, targets.HOSTNAME, kit.backend];
+      return [{ start: tcp(program), plan: SERVER }];
+    }
+    case "listen":
+      return [
+        { start: () => targets.startListen(kit), plan: SERVER, then: attack },
+        {
+          start: () => targets.startListen(kit, "listen (idle)"),
+          plan: [],
+          then: idleMemory,
+        },
+      ];
+    case "stdio-ts":
+    case "stdio-bundle": {
+      const bundled = name === "stdio-bundle";
+      if (bundled && !kit.bundle) return "no bundle";
+      const cwd = bundled ? kit.work : kit.repo;
+      const program = targets.stdioCommand(kit, bundled);
+      const root = { start: tcp(program, { cwd }), plan: STDIO };
+      if (!kit.asNobody || (!bundled && !kit.denoDir)) return [root];
+      // main.ts as nobody: a read-only DENO_DIR, and never a download.
+      const env = bundled ? {} : { DENO_DIR: kit.denoDir! };
+      const flags = bundled ? [] : ["--cached-only"];
+      const start = tcp(targets.stdioCommand(kit, bundled, flags), {
+        ...{ cwd, env, nobody: true },
+      });
+      return [root, { start, plan: [["greeting", [1]]], user: "nobody" }];
+    }
+    case "empty-deno": {
+      const program = [...deno, kit.empty];
+      const plan: Plan = [["eof", [1]]];
+      return [
+        { start: tcp(program), plan: [["eof", [1, 8]]] },
+        ...asNobody(program, kit.work, plan),
+      ] as Instance[];
+    }
+    case "debian-poppassd":
+      if (!kit.debianPoppassd) return "Debian's poppassd is not available";
+      return [{
+        start: tcp([kit.debianPoppassd]),
+        plan: [["greeting", [1, 8]]],
+      }];
+  }
+  return "unknown target";
+}
+
+async function measureTarget(run: Run, name: string): Promise<void> {
+  if (name === "spawn-floor") {
+    for (const k of run.quick ? [1, 8] : [1, 8, 32]) await floorRow(run, k);
+    return;
+  }
+  const instances = instancesOf(run.kit, name);
+  if (typeof instances === "string") {
+    return note(run, `${name} skipped: ${instances}`);
+  }
+  for (const instance of instances) {
+    if (overTime(run)) return;
+    const target = await instance.start();
+    run.live.add(target);
+    try {
+      for (const [mode, ks] of instance.plan) {
+        for (const k of ks) await row(run, target, mode, k, instance.user);
+      }
+      await instance.then?.(run, target);
+    } catch (error) {
+      const said = target.tail().slice(-400);
+      note(
+        run,
+        `${target.name}: ${(error as Error).message}; it said: ${said}`,
+      );
+    } finally {
+      run.live.delete(target);
+      await target.stop();
+    }
+  }
+}
+
+function overTime(run: Run): boolean {
+  const over = performance.now() > run.deadline;
+  if (over && !run.notes.some((n) => n.startsWith("time budget"))) {
+    note(run, "time budget spent: the remaining rows were skipped");
+  }
+  return over;
+}
+
+function note(run: Run, text: string): void {
+  run.notes.push(text);
+  log(text);
+}
+
+/** Sessions and time cap of a row; failing sessions last the 5 s failure delay. */
+function limitsOf(run: Run, mode: string) {
+  if (mode !== "failing") {
+    return { sessions: run.sessions, maxMs: run.quick ? 3_000 : 15_000 };
+  }
+  return { sessions: run.quick ? 200 : 400, maxMs: run.quick ? 15e3 : 30e3 };
+}
+
+/** One row: a short warm-up, then the measured load with the process tree sampled. */
+async function row(
+  run: Run,
+  target: Target,
+  mode: Mode,
+  k: number,
+  user: Row["user"] = "root",
+): Promise<void> {
+  if (overTime(run) || (run.quick && k === 32)) return;
+  if (!target.running()) throw new Error("the server has exited");
+  const base = { port: target.port, mode, concurrency: k };
+  const warm = mode === "failing" ? 0 : Math.min(50, 4 * k);
+  await load.runLoad({ ...base, sessions: warm, maxMs: 10_000 });
+  const sampler = new load.TreeSampler(target.pid);
+  const result = await load.runLoad({ ...base, ...limitsOf(run, mode) });
+  addRow(run, { ...result, target: target.name, user, ...sampler.stop() });
+}
+
+function addRow(run: Run, r: Row): void {
+  run.rows.push(r);
+  const errors = r.errors ? `, ${r.errors} errors: ${r.errorSamples}` : "";
+  const [rate, p50, p99] = [r.perSecond, r.p50Ms, r.p99Ms].map((v) =>
+    v.toFixed(1)
+  );
+  log(
+    `${r.target} ${r.user} ${r.mode}@${r.concurrency}: ${rate}/s, p50 ${p50} ms, p99 ${p99} ms${errors}`,
+  );
+}
+
+/** The spawn floor at concurrency `k`, in its own Deno process. */
+async function floorRow(run: Run, k: number): Promise<void> {
+  if (overTime(run)) return;
+  const { kit } = run;
+  const options = { backend: kit.backend, concurrency: k, warmup: 4 * k };
+  const floor = targets.spawnFloor(kit, {
+    ...options,
+    ...limitsOf(run, "full"),
+  });
+  const kill = () => Deno.kill(floor.pid, "SIGKILL");
+  const handle = { stop: () => Promise.resolve().then(kill).catch(() => {}) };
+  run.live.add(handle);
+  const sampler = new load.TreeSampler(floor.pid);
+  try {
+    const result = await floor.result;
+    addRow(run, {
+      ...result,
+      target: "spawn-floor",
+      user: "root",
+      ...sampler.stop(),
+    });
+  } catch (error) {
+    note(run, (error as Error).message);
+  } finally {
+    sampler.stop();
+    run.live.delete(handle);
+  }
+}
+
+/** A good session's latency alone, then while 200 failing sessions sit in their failure delay. */
+async function attack(run: Run, target: Target): Promise<void> {
+  if (overTime(run)) return;
+  const port = target.port;
+  const [sessions, maxMs] = run.quick ? [150, 8_000] : [500, 15_000];
+  const good = { port, mode: "full" as const, concurrency: 1, sessions, maxMs };
+  const measure = async (mode: string) => {
+    const sampler = new load.TreeSampler(target.pid);
+    const result = await load.runLoad(good);
+    addRow(run, {
+      ...result,
+      mode,
+      target: target.name,
+      user: "root",
+      ...sampler.stop(),
+    });
+  };
+  await measure("full, alone");
+  const stop = new AbortController();
+  const failing = load.runLoad({
+    ...{ port, mode: "failing", concurrency: 200, sessions: 20_000 },
+    maxMs: maxMs + 30_000,
+    rampMs: 5_000, // a steady 40 failures/s rather than waves of 200
+    stop: stop.signal,
+  });
+  await load.sleep(5_500);
+  await measure("full, +200 failing");
+  stop.abort();
+  note(
+    run,
+    `attack: ${
+      (await failing).completed
+    } failing sessions ended during the run`,
+  );
+}
+
+/** Listen-mode memory per idle connection: server RSS before and after 1,000 idle sessions. */
+async function idleMemory(run: Run, target: Target): Promise<void> {
+  const connections = 1000;
+  const port = target.port;
+  const warm = { port, mode: "full" as const, concurrency: 8, sessions: 100 };
+  await load.runLoad({ ...warm, maxMs: 10_000 });
+  await load.sleep(1_000);
+  const beforeKb = load.memoryOf(target.pid)?.rss ?? NaN;
+  const conns = await load.openIdle(port, connections);
+  await load.sleep(2_000);
+  const afterKb = load.memoryOf(target.pid)?.rss ?? NaN;
+  load.closeAll(conns);
+  run.idle = { connections, beforeKb, afterKb };
+}
+
+/** The issue's targets, computed from this run's rows. */
+function checks(run: Run): Check[] {
+  const out: Check[] = [];
+  const get = (target: string, mode: string, k: number, user = "root") =>
+    run.rows.find((r) =>
+      r.target === target && r.mode === mode && r.concurrency === k &&
+      r.user === user
+    );
+  const add = (what: string, a?: number, b?: number, limit = "(info)") => {
+    if (a === undefined || b === undefined || !(b > 0)) return;
+    const value = a / b;
+    const bound = Number(limit.replace(/[^\d.]/g, ""));
+    const met = limit[0] === "≥"
+      ? value >= bound
+      : limit[0] === "≤"
+      ? value <= bound
+      : limit[0] === "<"
+      ? value < bound
+      : undefined;
+    out.push({ what, value, limit, ...(met === undefined ? {} : { met }) });
+  };
+  const rate = (target: string) => get(target, "full", 8)?.perSecond;
+  add(
+    "listen full@8 ÷ C baseline full@8",
+    rate("listen"),
+    rate("c-baseline"),
+    "≥ 1.0",
+  );
+  add(
+    "listen full@8 ÷ spawn floor @8",
+    rate("listen"),
+    rate("spawn-floor"),
+    "≥ 0.7",
+  );
+  const p99 = (mode: string) => get("listen", mode, 1)?.p99Ms;
+  add(
+    "good p99: with 200 failing ÷ alone",
+    p99("full, +200 failing"),
+    p99("full, alone"),
+    "< 1.2",
+  );
+  const idle = run.idle;
+  if (idle) {
+    add(
+      "KB per idle connection (listen)",
+      idle.afterKb - idle.beforeKb,
+      idle.connections,
+      "≤ 20",
+    );
+  }
+  for (const user of ["root", "nobody"]) {
+    const p50 = (target: string, mode: string) =>
+      get(target, mode, 1, user)?.p50Ms;
+    const empty = p50("empty-deno", "eof");
+    add(
+      `greeting p50, bundle ÷ empty deno run (${user})`,
+      p50("stdio-bundle", "greeting"),
+      empty,
+      "≤ 1.2",
+    );
+    add(
+      `greeting p50, main.ts ÷ empty deno run (${user})`,
+      p50("stdio-ts", "greeting"),
+      empty,
+    );
+  }
+  return out;
+}
+
+/** Sessions/s against the C baseline (same mode and concurrency) and the spawn floor (full). */
+function ratios(run: Run, r: Row): { vsC?: number; vsFloor?: number } {
+  const same = (target: string, mode: string) =>
+    run.rows.find((o) =>
+      o.target === target && o.mode === mode &&
+      o.concurrency === r.concurrency && o.user === "root"
+    )?.perSecond;
+  const c = same("c-baseline", r.mode);
+  const floor = r.mode === "full" ? same("spawn-floor", "full") : undefined;
+  return {
+    ...(c ? { vsC: r.perSecond / c } : {}),
+    ...(floor ? { vsFloor: r.perSecond / floor } : {}),
+  };
+}
+
+function report(run: Run, head: string[], found: Check[]): string {
+  const n = (v?: number, d = 1) =>
+    v === undefined || isNaN(v) ? "–" : v.toFixed(d);
+  const mb = (kb: number) => kb > 0 ? `${(kb / 1024).toFixed(1)} MB` : "–";
+  const x = (v?: number) => v === undefined ? "–" : `${v.toFixed(2)}×`;
+  const line = (cells: unknown[]) => `| ${cells.join(" | ")} |`;
+  const lines = [
+    ...head,
+    "",
+    line([
+      "target",
+      "mode",
+      "conc",
+      "user",
+      "sessions",
+      "errors",
+      "sessions/s",
+      "p50 ms",
+      "p99 ms",
+      "peak RSS",
+      "peak total",
+      "vs C",
+      "vs floor",
+    ]),
+  ];
+  lines.push(`|${"---|".repeat(4)}${"--:|".repeat(9)}`);
+  for (const r of run.rows) {
+    const { vsC, vsFloor } = ratios(run, r);
+    lines.push(
+      line([
+        r.target,
+        r.mode,
+        r.concurrency,
+        r.user,
+        r.completed,
+        r.errors,
+        n(r.perSecond),
+        n(r.p50Ms),
+        n(r.p99Ms),
+        mb(r.peakKb),
+        mb(r.totalKb),
+        x(vsC),
+        x(vsFloor),
+      ]),
+    );
+  }
+  lines.push(
+    "",
+    line(["issue 6 target", "this run", "limit", ""]),
+    "|---|--:|---|---|",
+  );
+  for (const c of found) {
+    const verdict = c.met === undefined ? "" : c.met ? "met" : "**not met**";
+    lines.push(line([c.what, n(c.value, 2), c.limit, verdict]));
+  }
+  const idle = run.idle;
+  if (idle) {
+    lines.push(
+      "",
+      `listen server RSS ${mb(idle.beforeKb)} → ${
+        mb(idle.afterKb)
+      } with ${idle.connections} idle connections`,
+    );
+  }
+  return [...lines, ...run.notes.map((text) => `note: ${text}`)].join("\n");
+}
+
+async function main(): Promise<number> {
+  const options = {
+    json: { type: "boolean" },
+    quick: { type: "boolean" },
+    sessions: { type: "string" },
+    only: { type: "string" },
+  } as const;
+  const { values: flags } = parseArgs({ args: Deno.args, options });
+  const only = flags.only?.split(",") ?? TARGETS;
+  const unknown = only.filter((t) => !TARGETS.includes(t));
+  if (unknown.length) throw new Error(`unknown ${unknown}; known: ${TARGETS}`);
+  const quick = flags.quick ?? false;
+  const began = performance.now();
+  const loadBefore = Deno.loadavg();
+  const notes: string[] = [];
+  const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const kit = await targets.prepareKit(repo, (t) => (notes.push(t), log(t)));
+  const run: Run = {
+    ...{ kit, quick, notes, rows: [], live: new Set() },
+    sessions: Number(flags.sessions ?? (quick ? 200 : 1000)),
+    deadline: began + (quick ? 110_000 : 540_000),
+  };
+  const cleanup = async () => {
+    await Promise.all([...run.live].map((t) => t.stop().catch(() => {})));
+    await Deno.remove(kit.work, { recursive: true }).catch(() => {});
+  };
+  const interrupted = () => cleanup().then(() => Deno.exit(130));
+  Deno.addSignalListener("SIGINT", interrupted);
+  Deno.addSignalListener("SIGTERM", interrupted);
+  try {
+    for (const name of TARGETS.filter((t) => only.includes(t))) {
+      await measureTarget(run, name);
+    }
+  } finally {
+    await cleanup();
+  }
+  const host = {
+    cpus: navigator.hardwareConcurrency,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    backends: kit.backendKind,
+    loadBefore,
+    loadAfter: Deno.loadavg(),
+    seconds: Math.round((performance.now() - began) / 1000),
+  };
+  const command = ["deno task bench", ...Deno.args].join(" ");
+  const found = checks(run);
+  if (flags.json) {
+    const rows = run.rows.map((r) => ({ ...r, ...ratios(run, r) }));
+    const date = new Date().toISOString();
+    const out = {
+      command,
+      date,
+      host,
+      rows,
+      checks: found,
+      idle: run.idle,
+      notes,
+    };
+    console.log(JSON.stringify(out, null, 2));
+  } else {
+    const head = [`command: ${command}`, `host: ${JSON.stringify(host)}`];
+    console.log(report(run, head, found));
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  const failed = (error: Error) => (log(`failed: ${error.message}`), 111);
+  Deno.exit(await main().catch(failed));
+}

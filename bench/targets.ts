@@ -1,0 +1,449 @@
+/**
+ * The servers `deno task bench` measures: how each is built, started on a
+ * loopback port and stopped, and the spawn floor (the two back-end runs of
+ * a session through `lib/child.ts`, no protocol), which runs in its own
+ * Deno process: `deno run -A bench/targets.ts --floor '{json}'`.
+ *
+ * Every tcpserver here runs as `tcpserver -R -H -l localhost`: without
+ * those flags it looks names up in DNS, which would leave the machine.
+ *
+ * @module
+ */
+
+import { runChild } from "../lib/child.ts";
+import { changePayload, checkPayload } from "../lib/fd3.ts";
+import { type LoadResult, runPool } from "./loadgen.ts";
+
+/** Host name in every greeting. */
+export const HOSTNAME = "bench.example";
+
+/** Where the built pieces are; an absent one is not available here. */
+export interface Kit {
+  readonly repo: string;
+  /** Temporary directory (mode 0755) holding the built pieces. */
+  readonly work: string;
+  readonly deno: string;
+  /** Reads fd 3, exits 0 (1 for the password "wrong"). */
+  readonly backend: string;
+  readonly backendKind: "C" | "shell";
+  /** An empty script: the cost of `deno run` itself. */
+  readonly empty: string;
+  readonly tcpserver?: string;
+  readonly cBaseline?: string;
+  readonly bundle?: string;
+  readonly debianPoppassd?: string;
+  /** A DENO_DIR warmed for main.ts that nobody can read but not write. */
+  readonly denoDir?: string;
+  /** `setpriv` words that drop to the user nobody. */
+  readonly asNobody?: readonly string[];
+}
+
+/** A started server. */
+export interface Target {
+  readonly name: string;
+  readonly port: number;
+  /** Root of the process tree sampled for memory. */
+  readonly pid: number;
+  /** Its last lines on stdout and stderr, for error messages. */
+  tail(): string;
+  /** False once the server process has exited. */
+  running(): boolean;
+  /** SIGTERM, then SIGKILL after 10 s; resolves when it has exited. */
+  stop(): Promise<void>;
+}
+
+/** Build or find everything the targets need, in a fresh work directory readable by nobody. */
+export async function prepareKit(
+  repo: string,
+  note: (text: string) => void,
+): Promise<Kit> {
+  const work = await Deno.makeTempDir({ prefix: "qmail-poppass-bench-" });
+  await Deno.chmod(work, 0o755);
+  const cc = which("cc");
+  const backend = `${work}/trivial_backend${cc ? "" : ".sh"}`;
+  const cBaseline = cc ? `${work}/poppassd_min` : undefined;
+  if (cc) {
+    await run(cc, ["-O2", "-o", backend, `${repo}/bench/c/trivial_backend.c`]);
+    await run(cc, ["-O2", "-o", cBaseline!, `${repo}/bench/c/poppassd_min.c`]);
+  } else {
+    note("no cc: shell back ends and no C baseline");
+    await Deno.writeTextFile(backend, SHELL_BACKEND, { mode: 0o755 });
+  }
+  let tcpserver = which("tcpserver");
+  if (!tcpserver) tcpserver = await aptInstall("ucspi-tcp", "tcpserver", note);
+  if (!tcpserver) note("no tcpserver: the stdio-mode targets are skipped");
+  const bundle = `${work}/qmail-poppass.js`;
+  const bundleArgs = ["bundle", "--platform", "deno", "-o", bundle, "main.ts"];
+  const bundled = await run(Deno.execPath(), bundleArgs, repo).then(
+    () => Deno.chmod(bundle, 0o644).then(() => true),
+    (e) => (note(`no bundle: ${e.message}`), false),
+  );
+  const empty = `${work}/empty.js`;
+  await Deno.writeTextFile(empty, "", { mode: 0o644 });
+  return {
+    repo,
+    work,
+    deno: Deno.execPath(),
+    backend,
+    backendKind: cc ? "C" : "shell",
+    empty,
+    ...(tcpserver ? { tcpserver } : {}),
+    ...(cBaseline ? { cBaseline } : {}),
+    ...(bundled ? { bundle } : {}),
+    ...await debianPoppassd(work, note),
+    ...await sharedDenoDir(repo, work, note),
+    ...asNobody(note),
+  };
+}
+
+/**
+ * The deployment of `deno run main.ts` for an unprivileged user: a DENO_DIR
+ * owned by root, warmed by `deno cache`, readable by all. Our npm packages
+ * are copied in first, so nothing is downloaded when we have them.
+ */
+async function sharedDenoDir(
+  repo: string,
+  work: string,
+  note: (text: string) => void,
+): Promise<{ denoDir?: string }> {
+  const env = (name: string) => Deno.env.get(name);
+  const ours = env("DENO_DIR") ??
+    `${env("XDG_CACHE_HOME") ?? `${env("HOME")}/.cache`}/deno`;
+  const denoDir = `${work}/deno-dir`;
+  try {
+    await Deno.mkdir(denoDir);
+    await run("cp", ["-a", `${ours}/npm`, `${denoDir}/npm`]).catch(() => {});
+    const cache = ["cache", "--quiet", "main.ts"];
+    await run(Deno.execPath(), cache, repo, 120_000, { DENO_DIR: denoDir });
+    await run("chmod", ["-R", "a+rX", denoDir]);
+    return { denoDir };
+  } catch (error) {
+    note(`no DENO_DIR for nobody: ${(error as Error).message}`);
+    return {};
+  }
+}
+
+/** The back end without cc: the same rule as bench/c/trivial_backend.c. */
+const SHELL_BACKEND = `#!/bin/sh
+old=$(tr '\\0' '\\n' <&3 | sed -n 2p)
+[ "$old" = wrong ] && exit 1
+exit 0
+`;
+
+/**
+ * Debian's poppassd: the installed one, else the package downloaded and
+ * unpacked into the work directory (installing it would also start inetd
+ * on port 106 on every interface).
+ */
+async function debianPoppassd(
+  work: string,
+  note: (text: string) => void,
+): Promise<{ debianPoppassd?: string }> {
+  const installed = which("poppassd") ?? "/usr/sbin/poppassd";
+  if (await Deno.stat(installed).then(() => true, () => false)) {
+    return { debianPoppassd: installed };
+  }
+  const dir = `${work}/debian`;
+  try {
+    await Deno.mkdir(dir);
+    await run("apt-get", ["download", "-q", "poppassd"], dir);
+    const deb = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".deb"));
+    if (!deb) throw new Error("apt-get download left no .deb");
+    await run("dpkg-deb", ["-x", `${dir}/${deb.name}`, `${dir}/root`]);
+    note(
+      "Debian poppassd: downloaded with apt-get and unpacked, not installed",
+    );
+    return { debianPoppassd: `${dir}/root/usr/sbin/poppassd` };
+  } catch (error) {
+    note(`no Debian poppassd: ${(error as Error).message}`);
+    return {};
+  }
+}
+
+function asNobody(note: (text: string) => void): { asNobody?: string[] } {
+  const setpriv = which("setpriv");
+  const entry = Deno.readTextFileSync("/etc/passwd").split("\n")
+    .find((line) => line.startsWith("nobody:"));
+  const [, , uid, gid] = entry?.split(":") ?? [];
+  if (!setpriv || !uid || !gid || Deno.uid() !== 0) {
+    note(
+      "the nobody rows are skipped: they need root, setpriv and a user nobody",
+    );
+    return {};
+  }
+  return {
+    asNobody: [setpriv, `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups"],
+  };
+}
+
+async function aptInstall(
+  pkg: string,
+  command: string,
+  note: (text: string) => void,
+): Promise<string | undefined> {
+  if (!which("apt-get") || Deno.uid() !== 0) return undefined;
+  note(`installing ${pkg} with apt-get`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const install = () =>
+    run("apt-get", ["install", "-y", "-q", pkg], undefined, 300_000, env);
+  await install().catch(async () => {
+    await run("apt-get", ["update", "-q"], undefined, 300_000, env)
+      .catch(() => {});
+    await install().catch((e) => note(`apt-get install failed: ${e.message}`));
+  });
+  return which(command);
+}
+
+/** Run a command to its end; rejects with its last stderr lines on a non-zero exit. */
+async function run(
+  program: string,
+  args: string[],
+  cwd?: string,
+  timeoutMs = 120_000,
+  env: Record<string, string> = {},
+): Promise<void> {
+  const out = await new Deno.Command(program, {
+    args,
+    env,
+    stdin: "null",
+    signal: AbortSignal.timeout(timeoutMs),
+    ...(cwd ? { cwd } : {}),
+  }).output();
+  if (out.success) return;
+  const text = new TextDecoder().decode(out.stderr).trim().split("\n");
+  throw new Error(`${program} ${args[0]}: exit ${out.code}: ${text.at(-1)}`);
+}
+
+/** The executable `name` on PATH, or undefined. */
+export function which(name: string): string | undefined {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      const info = Deno.statSync(`${dir}/${name}`);
+      if (info.isFile && ((info.mode ?? 0) & 0o111)) return `${dir}/${name}`;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+/** Our server in listen mode on 127.0.0.1, port chosen by the OS, caps lifted. */
+export function startListen(kit: Kit, name = "listen"): Promise<Target> {
+  const args = ["run", "--allow-all", `${kit.repo}/main.ts`];
+  args.push("--listen", "127.0.0.1:0", "--max-sessions", "5000");
+  args.push("--max-per-ip", "0", HOSTNAME, kit.backend);
+  return startServer(name, kit.deno, args, kit.repo, serverEnv(kit), {
+    from: "stderr",
+    pattern: /listening on 127\.0\.0\.1:(\d+)/,
+  });
+}
+
+/**
+ * `program…` under tcpserver, one process per connection; with `nobody`
+ * the whole tcpserver runs as nobody with `HOME=/nonexistent`.
+ */
+export function startTcpserver(
+  kit: Kit,
+  name: string,
+  program: readonly string[],
+  options: {
+    readonly cwd?: string;
+    readonly nobody?: boolean;
+    readonly env?: Record<string, string>;
+  } = {},
+): Promise<Target> {
+  if (!kit.tcpserver) throw new Error("tcpserver is not installed");
+  const drop = options.nobody ? kit.asNobody : [];
+  if (!drop) throw new Error("cannot drop to nobody");
+  // -1 prints the chosen port; -c and -b leave room for 200 sessions at once.
+  const words = [...drop, kit.tcpserver, "-R", "-H", "-l", "localhost", "-1"];
+  words.push("-c", "500", "-b", "256", "127.0.0.1", "0", ...program);
+  const home = options.nobody ? { HOME: "/nonexistent" } : {};
+  const env = serverEnv(kit, { ...home, ...options.env });
+  return startServer(
+    name,
+    words[0]!,
+    words.slice(1),
+    options.cwd ?? kit.work,
+    env,
+    {
+      from: "stdout",
+      pattern: /^(\d+)$/,
+    },
+  );
+}
+
+/** The stdio-mode command line, from `main.ts` or from the bundle. */
+export function stdioCommand(
+  kit: Kit,
+  bundled: boolean,
+  flags: readonly string[] = [],
+): string[] {
+  const entry = bundled ? kit.bundle! : `${kit.repo}/main.ts`;
+  const run = [kit.deno, "run", "--allow-all", ...flags];
+  return [...run, entry, HOSTNAME, kit.backend];
+}
+
+function serverEnv(kit: Kit, extra: Record<string, string> = {}) {
+  return { NO_COLOR: "1", PASSWORD_COMMAND: kit.backend, ...extra };
+}
+
+/** Spawn a server and resolve once a line on `ready.from` gives its port. */
+async function startServer(
+  name: string,
+  program: string,
+  args: readonly string[],
+  cwd: string,
+  env: Record<string, string>,
+  ready: { readonly from: "stdout" | "stderr"; readonly pattern: RegExp },
+): Promise<Target> {
+  const child = new Deno.Command(program, {
+    args: [...args],
+    cwd,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const tail: string[] = [];
+  let found: (port: number) => void = () => {};
+  const port = new Promise<number>((resolve) => (found = resolve));
+  const reader = (from: string) => (line: string) => {
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+    const match = from === ready.from ? line.match(ready.pattern) : null;
+    if (match) found(Number(match[1]));
+  };
+  let exited = false;
+  child.status.then(() => (exited = true));
+  void readLines(child.stdout, reader("stdout"));
+  void readLines(child.stderr, reader("stderr"));
+  const stop = async () => {
+    const kill = (signal: Deno.Signal) => {
+      try {
+        Deno.kill(child.pid, signal);
+      } catch {
+        // already gone
+      }
+    };
+    kill("SIGTERM");
+    const timer = setTimeout(() => kill("SIGKILL"), 10_000);
+    await child.status;
+    clearTimeout(timer);
+  };
+  const failed = (why: string) =>
+    new Error(`${name}: ${why}: ${tail.join(" | ")}`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const first = await Promise.race([
+    port,
+    child.status.then((s) => failed(`exited ${s.code}`)),
+    new Promise<Error>((r) =>
+      timer = setTimeout(() => r(failed("no port")), 30_000)
+    ),
+  ]);
+  clearTimeout(timer);
+  if (first instanceof Error) {
+    await stop();
+    throw first;
+  }
+  return {
+    name,
+    port: first,
+    pid: child.pid,
+    tail: () => tail.join("\n"),
+    running: () => !exited,
+    stop,
+  };
+}
+
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  let pending = "";
+  try {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const lines = (pending + chunk).split("\n");
+      pending = lines.pop()!;
+      lines.forEach(onLine);
+    }
+  } catch {
+    // the pipe broke as the server died; its tail says why
+  }
+}
+
+/** Settings of a spawn-floor run. */
+export interface FloorOptions {
+  readonly backend: string;
+  readonly sessions: number;
+  readonly concurrency: number;
+  readonly maxMs: number;
+  readonly warmup: number;
+}
+
+/**
+ * The spawn floor: per session the check and then the change program run
+ * through `runChild` with their payloads and the ucspi-tcp variables, as
+ * in listen mode, with no socket and no protocol.
+ */
+export async function runFloor(options: FloorOptions): Promise<LoadResult> {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  const env: Record<string, string> = { PROTO: "TCP", TCPLOCALPORT: "106" };
+  env.TCPREMOTEIP = env.TCPLOCALIP = "127.0.0.1";
+  env.TCPREMOTEPORT = "40000";
+  const once = async () => {
+    const [user, old, next] = ["bench", "old-secret", "new-secret"].map(bytes);
+    for (
+      const payload of [
+        checkPayload(user!, old!),
+        changePayload(user!, old!, next!),
+      ]
+    ) {
+      const result = await runChild({
+        argv: [options.backend],
+        payload,
+        timeoutMs: 30_000,
+        env,
+        redact: [old!, next!],
+        onOutput: () => {},
+      });
+      if (result.kind !== "exited" || result.code !== 0) {
+        throw new Error(`back end: ${JSON.stringify(result)}`);
+      }
+    }
+  };
+  await runPool({ ...options, sessions: options.warmup, mode: "full" }, once);
+  return await runPool({ ...options, mode: "full" }, once);
+}
+
+/** Run the spawn floor in its own Deno process; `pid` is there to be sampled. */
+export function spawnFloor(
+  kit: Kit,
+  options: FloorOptions,
+): { readonly pid: number; readonly result: Promise<LoadResult> } {
+  const self = `${kit.repo}/bench/targets.ts`;
+  const child = new Deno.Command(kit.deno, {
+    args: ["run", "--allow-all", self, "--floor", JSON.stringify(options)],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
+  const result = child.output().then((out) => {
+    if (!out.success) throw new Error(`spawn floor: ${text(out.stderr)}`);
+    return JSON.parse(text(out.stdout)) as LoadResult;
+  });
+  return { pid: child.pid, result };
+}
+
+if (import.meta.main) {
+  const at = Deno.args.indexOf("--floor");
+  if (at < 0) {
+    console.error(
+      "usage: deno run -A bench/targets.ts --floor '{FloorOptions}'",
+    );
+    Deno.exit(100);
+  }
+  console.log(JSON.stringify(await runFloor(JSON.parse(Deno.args[at + 1]!))));
+}
