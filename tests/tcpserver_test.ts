@@ -83,6 +83,7 @@ Deno.test("tcpserver: the happy path, byte for byte, with the ucspi-tcp environm
       /^pipe:/,
       "a back end's stdout must not be the socket",
     );
+    assert.equal(entry.env.SOCKETS, "0", "a back end must hold no socket");
   }
   assert.equal(hex(passwordOf(await box.accounts(), "bob")!), hex(bytes(NEW)));
   assert.match(
