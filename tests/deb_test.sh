@@ -372,8 +372,8 @@ refused() {
 
 # --- 0. stdio mode as a systemd socket unit (Accept=yes) starts it ------------------
 # systemd passes the client as REMOTE_ADDR/REMOTE_PORT (and sets
-# INVOCATION_ID); the launcher hands them on as TCPREMOTEIP/TCPREMOTEPORT,
-# so the failure line carries the client address for fail2ban.
+# INVOCATION_ID); through the launcher, the failure line must still carry
+# the client address for fail2ban.
 out=$(printf 'user alice\r\npass wrong-secret0\r\n' |
   env -u TCPREMOTEIP INVOCATION_ID=deb-test REMOTE_ADDR=192.0.2.9 REMOTE_PORT=40106 \
     PASSWORD_COMMAND="$bin/setpass" POPPASS_FAIL_DELAY=0.1 \

