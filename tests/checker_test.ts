@@ -100,6 +100,23 @@ const rows: [string, Transcript[], LedgerEntry[], boolean, RegExp?][] = [
     false,
     /no client session caused/,
   ],
+  [
+    "a password in a back end's argv fails",
+    [t("user bob\r\npass secret-pw\r\n", G + U + P)],
+    [{
+      ...run("check", checkPayload("bob", "secret-pw")),
+      argv: [bytes("check"), bytes("secret-pw")],
+    }],
+    false,
+    /argv or environment contains secret-pw/,
+  ],
+  [
+    "a password echoed in a reply fails",
+    [t("user bob\r\npass secret-pw\r\n", G + U + "500 no secret-pw\r\n")],
+    [run("check", checkPayload("bob", "secret-pw"), "1")],
+    false,
+    /a reply contains secret-pw/,
+  ],
 ];
 
 Deno.test("the ledger checker accepts kept promises and reports broken ones", async (st) => {

@@ -18,12 +18,18 @@
  */
 
 import { AssertionError } from "node:assert";
-import { hex, latin1, show, unhex } from "./bytes.ts";
+import { contains, hex, latin1, show, unhex } from "./bytes.ts";
 import { changePayload, checkPayload } from "./bytes.ts";
 import type { Accounts } from "./accounts.ts";
 import type { LedgerEntry } from "./ledger.ts";
 import type { Transcript } from "./talk.ts";
-import { hasShape, splitNul, validPassword, validUser } from "./payload.ts";
+import {
+  clientLines,
+  hasShape,
+  splitNul,
+  validPassword,
+  validUser,
+} from "./payload.ts";
 
 /** Everything the checker looks at. */
 export interface LedgerCheck {
@@ -68,23 +74,12 @@ export function checkLedger(input: LedgerCheck): void {
     );
   }
   checkAccounts(input, problems);
+  checkSecrets(input, problems);
   if (problems.length > 0) {
     throw new AssertionError({
       message: `ledger checker:\n  ${problems.join("\n  ")}`,
     });
   }
-}
-
-/** Complete lines a client sent (LF-terminated, one CR before the LF dropped). */
-export function clientLines(sent: Uint8Array): Uint8Array[] {
-  const lines: Uint8Array[] = [];
-  let start = 0;
-  for (let lf = sent.indexOf(0x0a); lf >= 0; lf = sent.indexOf(0x0a, start)) {
-    const end = lf > start && sent[lf - 1] === 0x0d ? lf - 1 : lf;
-    lines.push(sent.subarray(start, end));
-    start = lf + 1;
-  }
-  return lines;
 }
 
 function serverReplies(t: Transcript, problems: string[]): string[] {
@@ -258,6 +253,44 @@ function checkEntries(
       say(`unknown mode ${JSON.stringify(entry.mode)}`);
     }
   });
+}
+
+/**
+ * Promise 7 where the checker can see it: no password the clients sent
+ * (6 octets or more, so short ones cannot match by chance) comes back in a
+ * reply or shows up in a back end's argv or recorded environment.
+ */
+function checkSecrets(input: LedgerCheck, problems: string[]): void {
+  const secrets: Uint8Array[] = [];
+  for (const t of input.transcripts) {
+    for (const line of clientLines(t.sent)) {
+      const space = line.indexOf(0x20);
+      const verb = latin1(line.subarray(0, Math.max(space, 0))).toLowerCase();
+      const arg = line.subarray(space + 1);
+      if ((verb === "pass" || verb === "newpass") && arg.length >= 6) {
+        secrets.push(arg);
+      }
+    }
+  }
+  const encoder = new TextEncoder();
+  for (const secret of secrets) {
+    for (const t of input.transcripts) {
+      if (contains(t.received, secret)) {
+        problems.push(`session ${t.session}: a reply contains ${show(secret)}`);
+      }
+    }
+    for (const e of input.ledger) {
+      const exposed = [
+        ...e.argv,
+        ...Object.values(e.env).map((v) => encoder.encode(v)),
+      ];
+      if (exposed.some((field) => contains(field, secret))) {
+        problems.push(
+          `run ${e.pid}: argv or environment contains ${show(secret)}`,
+        );
+      }
+    }
+  }
 }
 
 /** A user's password changes only through a set that exited 0; the last one wins. */

@@ -39,3 +39,15 @@ export function validPassword(password: Uint8Array): boolean {
   return password.length >= 1 &&
     password.every((b) => b !== 0 && b !== 0x0d && b !== 0x0a);
 }
+
+/** Complete lines a client sent (LF-terminated, one CR before the LF dropped). */
+export function clientLines(sent: Uint8Array): Uint8Array[] {
+  const lines: Uint8Array[] = [];
+  let start = 0;
+  for (let lf = sent.indexOf(0x0a); lf >= 0; lf = sent.indexOf(0x0a, start)) {
+    const end = lf > start && sent[lf - 1] === 0x0d ? lf - 1 : lf;
+    lines.push(sent.subarray(start, end));
+    start = lf + 1;
+  }
+  return lines;
+}
