@@ -66,8 +66,13 @@ export const CHILD_READ_SIZE = 64 * 1024;
 /** After a child has exited, how long its output pipes may stay open. */
 export const CHILD_DRAIN_MS = 1_000;
 
-/** On SIGTERM, how long sessions running a child program may go on. */
-export const SHUTDOWN_GRACE_MS = 35_000;
+/**
+ * On SIGTERM, how long sessions may go on: a child program started just
+ * before the signal, then its failure delay, plus time to send the reply.
+ */
+export function shutdownGraceMs(limits: Limits): number {
+  return limits.childTimeoutMs + limits.failDelayMs + 5_000;
+}
 
 /** Listen mode with TLS: deadline for the TLS handshake. */
 export const TLS_HANDSHAKE_MS = 10_000;

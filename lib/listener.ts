@@ -9,7 +9,7 @@
 import type { Backend } from "./backend.ts";
 import { realClock } from "./clock.ts";
 import { formatAddress, type ListenAddress } from "./config.ts";
-import type { Limits } from "./limits.ts";
+import { type Limits, shutdownGraceMs } from "./limits.ts";
 import { type LogSink, processLog, sessionLog } from "./log.ts";
 import { replyBytes } from "./replies.ts";
 import { runSession } from "./session.ts";
@@ -148,9 +148,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
     stopping.abort();
     for (const transport of transports) transport.close();
     log(`stopping: ${sessions.size} sessions still open`);
-    const grace = realClock.timer(
-      limits.childTimeoutMs + limits.failDelayMs + 5_000,
-    );
+    const grace = realClock.timer(shutdownGraceMs(limits));
     const all = Promise.all([...sessions.values()].map((s) => s.done));
     await Promise.race([all, grace.done]);
     grace.cancel();

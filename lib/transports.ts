@@ -194,11 +194,11 @@ export async function listenTls(
     onConnection(fromTlsSocket(socket));
   });
   server.on("tlsClientError", (error, socket) => {
-    onError(
-      `TLS handshake failed from ${
-        plainIp(socket.remoteAddress ?? "unknown")
-      }: ${error.message}`,
-    );
+    // After a failed handshake the TLS socket has forgotten its peer; the
+    // plain socket underneath (node's `_parent`) still knows it.
+    const parent = (socket as unknown as { _parent?: Socket })._parent;
+    const ip = socket.remoteAddress ?? parent?.remoteAddress ?? "unknown";
+    onError(`TLS handshake failed from ${plainIp(ip)}: ${error.message}`);
     socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {

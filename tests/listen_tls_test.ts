@@ -198,7 +198,7 @@ Deno.test("TLS clients that never handshake do not keep their sockets", async (t
           JSON.stringify(data),
         );
       }
-      await server.waitForLog(/TLS handshake failed/);
+      await server.waitForLog(/TLS handshake failed from 127\.0\.0\.1: /);
       assert.deepEqual(
         (await tlsChange(port, cert, "after", "a", "b")).got,
         FULL,

@@ -63,7 +63,14 @@ for arg do
 done
 
 net=
-[ -n "$listen" ] && net=--allow-net
+heap=
+if [ -n "$listen" ]; then
+  net=--allow-net
+  # One long-lived process: without a cap V8 lets garbage grow RSS to
+  # ~180 MiB under load although the live heap stays ~8 MB (measured);
+  # 64 MiB keeps RSS near 90 MiB with room to spare.
+  heap=--v8-flags=--max-old-space-size=64
+fi
 
 write=
 if [ -n "$passwd_file" ]; then
@@ -80,5 +87,5 @@ if [ -n "$passwd_file" ]; then
 fi
 
 exec "$runtime" run --no-config --no-remote --no-npm --no-prompt \
-  --allow-env --allow-run --allow-read $net ${write:+"$write"} \
+  --allow-env --allow-run --allow-read $net $heap ${write:+"$write"} \
   "$program" "$@"
