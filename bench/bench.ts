@@ -20,12 +20,14 @@ export const TARGETS = [
   ...["empty-deno", "debian-poppassd"],
 ];
 
-/** A row of the table: a load result, its target, memory peaks in KB (see `TreeSampler`). */
+/** A row of the table: a load result, its target, memory peaks in KB and CPU (see `TreeSampler`). */
 export interface Row extends LoadResult {
   readonly target: string;
   readonly user: "root" | "nobody";
   readonly peakKb: number;
   readonly totalKb: number;
+  /** CPU time of the server's whole process tree during the row, ms. */
+  readonly cpuMs: number;
 }
 
 /** One of the issue's targets and how this run did. */
@@ -189,6 +191,7 @@ async function row(
   await load.runLoad({ ...base, sessions: warm, maxMs: 10_000 });
   const sampler = new load.TreeSampler(target.pid);
   const result = await load.runLoad({ ...base, ...limitsOf(run, mode) });
+  await load.sleep(100); // let the server reap its last children (CPU)
   addRow(run, { ...result, target: target.name, user, ...sampler.stop() });
 }
 
@@ -208,22 +211,16 @@ async function floorRow(run: Run, k: number): Promise<void> {
   if (overTime(run)) return;
   const { kit } = run;
   const options = { backend: kit.backend, concurrency: k, warmup: 4 * k };
-  const floor = targets.spawnFloor(kit, {
-    ...options,
-    ...limitsOf(run, "full"),
-  });
+  const limits = limitsOf(run, "full");
+  const floor = targets.spawnFloor(kit, { ...options, ...limits });
   const kill = () => Deno.kill(floor.pid, "SIGKILL");
   const handle = { stop: () => Promise.resolve().then(kill).catch(() => {}) };
   run.live.add(handle);
   const sampler = new load.TreeSampler(floor.pid);
   try {
-    const result = await floor.result;
-    addRow(run, {
-      ...result,
-      target: "spawn-floor",
-      user: "root",
-      ...sampler.stop(),
-    });
+    const result = await floor.result; // its cpuMs: measured inside
+    const memory = { ...sampler.stop(), cpuMs: result.cpuMs };
+    addRow(run, { ...result, ...memory, target: "spawn-floor", user: "root" });
   } catch (error) {
     note(run, (error as Error).message);
   } finally {
@@ -274,82 +271,99 @@ async function idleMemory(run: Run, target: Target): Promise<void> {
   const port = target.port;
   const warm = { port, mode: "full" as const, concurrency: 8, sessions: 100 };
   await load.runLoad({ ...warm, maxMs: 10_000 });
+  // RSS moves with the garbage collector: the median of five readings.
+  const rss = async () => {
+    const kb: number[] = [];
+    for (let i = 0; i < 5; i++, await load.sleep(250)) {
+      kb.push(load.memoryOf(target.pid)?.rss ?? NaN);
+    }
+    return kb.sort((a, b) => a - b)[2]!;
+  };
   await load.sleep(1_000);
-  const beforeKb = load.memoryOf(target.pid)?.rss ?? NaN;
+  const beforeKb = await rss();
   const conns = await load.openIdle(port, connections);
-  await load.sleep(2_000);
-  const afterKb = load.memoryOf(target.pid)?.rss ?? NaN;
+  await load.sleep(1_000);
+  const afterKb = await rss();
   load.closeAll(conns);
   run.idle = { connections, beforeKb, afterKb };
 }
 
-/** The issue's targets, computed from this run's rows. */
-function checks(run: Run): Check[] {
-  const out: Check[] = [];
-  const get = (target: string, mode: string, k: number, user = "root") =>
-    run.rows.find((r) =>
-      r.target === target && r.mode === mode && r.concurrency === k &&
-      r.user === user
-    );
-  const add = (what: string, a?: number, b?: number, limit = "(info)") => {
-    if (a === undefined || b === undefined || !(b > 0)) return;
-    const value = a / b;
-    const bound = Number(limit.replace(/[^\d.]/g, ""));
-    const met = limit[0] === "≥"
-      ? value >= bound
-      : limit[0] === "≤"
-      ? value <= bound
-      : limit[0] === "<"
-      ? value < bound
-      : undefined;
-    out.push({ what, value, limit, ...(met === undefined ? {} : { met }) });
-  };
-  const rate = (target: string) => get(target, "full", 8)?.perSecond;
-  add(
-    "listen full@8 ÷ C baseline full@8",
-    rate("listen"),
-    rate("c-baseline"),
+/** The issue's targets: [what, numerator, denominator, limit]; a row is target/mode/concurrency/user, then a field. */
+const CHECKS: readonly (readonly string[])[] = [
+  [
+    "listen full@8 ÷ C baseline full@8, sessions/s",
+    "listen/full/8/root/perSecond",
+    "c-baseline/full/8/root/perSecond",
     "≥ 1.0",
-  );
-  add(
-    "listen full@8 ÷ spawn floor @8",
-    rate("listen"),
-    rate("spawn-floor"),
+  ],
+  [
+    "listen full@8 ÷ spawn floor @8, sessions/s",
+    "listen/full/8/root/perSecond",
+    "spawn-floor/full/8/root/perSecond",
     "≥ 0.7",
-  );
-  const p99 = (mode: string) => get("listen", mode, 1)?.p99Ms;
-  add(
-    "good p99: with 200 failing ÷ alone",
-    p99("full, +200 failing"),
-    p99("full, alone"),
+  ],
+  [
+    "same from CPU per session: C ÷ listen",
+    "c-baseline/full/8/root/cpuPerSession",
+    "listen/full/8/root/cpuPerSession",
+  ],
+  [
+    "same from CPU per session: floor ÷ listen",
+    "spawn-floor/full/8/root/cpuPerSession",
+    "listen/full/8/root/cpuPerSession",
+  ],
+  [
+    "good session p99, with 200 failing ÷ alone",
+    "listen/full, +200 failing/1/root/p99Ms",
+    "listen/full, alone/1/root/p99Ms",
     "< 1.2",
-  );
-  const idle = run.idle;
-  if (idle) {
-    add(
-      "KB per idle connection (listen)",
-      idle.afterKb - idle.beforeKb,
-      idle.connections,
-      "≤ 20",
+  ],
+  ...["root", "nobody"].flatMap((user) => [[
+    `stdio greeting p50, bundle ÷ empty deno run (${user})`,
+    `stdio-bundle/greeting/1/${user}/p50Ms`,
+    `empty-deno/eof/1/${user}/p50Ms`,
+    "≤ 1.2",
+  ], [
+    `stdio greeting p50, main.ts ÷ empty deno run (${user})`,
+    `stdio-ts/greeting/1/${user}/p50Ms`,
+    `empty-deno/eof/1/${user}/p50Ms`,
+  ]]),
+];
+
+function checks(run: Run): Check[] {
+  const value = (path: string) => {
+    const [target, mode, k, user, field] = path.split("/");
+    const row = run.rows.find((r) =>
+      r.target === target && r.mode === mode &&
+      r.concurrency === Number(k) && r.user === user
     );
+    if (!row) return NaN;
+    if (field === "cpuPerSession") return row.cpuMs / row.completed;
+    return row[field as "p50Ms"];
+  };
+  const out = CHECKS.map(([what, a, b, limit = "(info)"]) => {
+    const v = value(a!) / value(b!);
+    const bound = Number(limit.replace(/[^\d.]/g, ""));
+    const met =
+      ({ "≥": v >= bound, "≤": v <= bound, "<": v < bound })[limit[0]!];
+    return {
+      what: what!,
+      value: v,
+      limit,
+      ...(met === undefined ? {} : { met }),
+    };
+  });
+  if (run.idle) {
+    const { afterKb, beforeKb, connections } = run.idle;
+    const v = (afterKb - beforeKb) / connections;
+    out.push({
+      what: "KB per idle connection, listen",
+      value: v,
+      limit: "≤ 20",
+      met: v <= 20,
+    });
   }
-  for (const user of ["root", "nobody"]) {
-    const p50 = (target: string, mode: string) =>
-      get(target, mode, 1, user)?.p50Ms;
-    const empty = p50("empty-deno", "eof");
-    add(
-      `greeting p50, bundle ÷ empty deno run (${user})`,
-      p50("stdio-bundle", "greeting"),
-      empty,
-      "≤ 1.2",
-    );
-    add(
-      `greeting p50, main.ts ÷ empty deno run (${user})`,
-      p50("stdio-ts", "greeting"),
-      empty,
-    );
-  }
-  return out;
+  return out.filter((c) => !isNaN(c.value));
 }
 
 /** Sessions/s against the C baseline (same mode and concurrency) and the spawn floor (full). */
@@ -367,68 +381,39 @@ function ratios(run: Run, r: Row): { vsC?: number; vsFloor?: number } {
   };
 }
 
+const HEADER =
+  "| target | mode | conc | user | sessions | errors | sessions/s " +
+  "| p50 ms | p99 ms | CPU ms/session | peak RSS | peak total | vs C | vs floor |\n" +
+  `|${"---|".repeat(4)}${"--:|".repeat(10)}`;
+
 function report(run: Run, head: string[], found: Check[]): string {
   const n = (v?: number, d = 1) =>
     v === undefined || isNaN(v) ? "–" : v.toFixed(d);
   const mb = (kb: number) => kb > 0 ? `${(kb / 1024).toFixed(1)} MB` : "–";
   const x = (v?: number) => v === undefined ? "–" : `${v.toFixed(2)}×`;
-  const line = (cells: unknown[]) => `| ${cells.join(" | ")} |`;
-  const lines = [
-    ...head,
-    "",
-    line([
-      "target",
-      "mode",
-      "conc",
-      "user",
-      "sessions",
-      "errors",
-      "sessions/s",
-      "p50 ms",
-      "p99 ms",
-      "peak RSS",
-      "peak total",
-      "vs C",
-      "vs floor",
-    ]),
-  ];
-  lines.push(`|${"---|".repeat(4)}${"--:|".repeat(9)}`);
+  const lines = [...head, "", HEADER];
   for (const r of run.rows) {
     const { vsC, vsFloor } = ratios(run, r);
-    lines.push(
-      line([
-        r.target,
-        r.mode,
-        r.concurrency,
-        r.user,
-        r.completed,
-        r.errors,
-        n(r.perSecond),
-        n(r.p50Ms),
-        n(r.p99Ms),
-        mb(r.peakKb),
-        mb(r.totalKb),
-        x(vsC),
-        x(vsFloor),
-      ]),
-    );
+    const cells = [r.target, r.mode, r.concurrency, r.user, r.completed];
+    cells.push(r.errors, n(r.perSecond), n(r.p50Ms), n(r.p99Ms));
+    cells.push(n(r.cpuMs / r.completed, 2), mb(r.peakKb), mb(r.totalKb));
+    lines.push(`| ${[...cells, x(vsC), x(vsFloor)].join(" | ")} |`);
   }
   lines.push(
     "",
-    line(["issue 6 target", "this run", "limit", ""]),
+    "| issue 6 target | this run | limit | |",
     "|---|--:|---|---|",
   );
   for (const c of found) {
     const verdict = c.met === undefined ? "" : c.met ? "met" : "**not met**";
-    lines.push(line([c.what, n(c.value, 2), c.limit, verdict]));
+    lines.push(`| ${c.what} | ${n(c.value, 2)} | ${c.limit} | ${verdict} |`);
   }
   const idle = run.idle;
   if (idle) {
+    const [before, after] = [mb(idle.beforeKb), mb(idle.afterKb)];
     lines.push(
       "",
-      `listen server RSS ${mb(idle.beforeKb)} → ${
-        mb(idle.afterKb)
-      } with ${idle.connections} idle connections`,
+      `listen RSS ${before}, ${after} with ${idle.connections} idle connections`,
     );
   }
   return [...lines, ...run.notes.map((text) => `note: ${text}`)].join("\n");
@@ -440,11 +425,21 @@ async function main(): Promise<number> {
     quick: { type: "boolean" },
     sessions: { type: "string" },
     only: { type: "string" },
+    help: { type: "boolean" },
   } as const;
-  const { values: flags } = parseArgs({ args: Deno.args, options });
+  const usage = `usage: deno task bench [--quick] [--json] [--sessions N] ` +
+    `[--only TARGET,...]\ntargets: ${TARGETS.join(", ")}`;
+  let flags;
+  try {
+    flags = parseArgs({ args: Deno.args, options }).values;
+  } catch (error) {
+    return (log(`${(error as Error).message}\n${usage}`), 100);
+  }
+  if (flags.help) return (console.log(usage), 0);
   const only = flags.only?.split(",") ?? TARGETS;
   const unknown = only.filter((t) => !TARGETS.includes(t));
-  if (unknown.length) throw new Error(`unknown ${unknown}; known: ${TARGETS}`);
+  const sessions = Number(flags.sessions ?? (flags.quick ? 200 : 1000));
+  if (unknown.length || !(sessions >= 1)) return (log(usage), 100);
   const quick = flags.quick ?? false;
   const began = performance.now();
   const loadBefore = Deno.loadavg();
@@ -453,7 +448,7 @@ async function main(): Promise<number> {
   const kit = await targets.prepareKit(repo, (t) => (notes.push(t), log(t)));
   const run: Run = {
     ...{ kit, quick, notes, rows: [], live: new Set() },
-    sessions: Number(flags.sessions ?? (quick ? 200 : 1000)),
+    sessions,
     deadline: began + (quick ? 110_000 : 540_000),
   };
   const cleanup = async () => {

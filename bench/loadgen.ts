@@ -270,6 +270,17 @@ export function memoryOf(
   }
 }
 
+/** CPU time of a process plus its reaped children in ms (utime+stime+cutime+cstime at USER_HZ 100). */
+export function cpuOf(pid: number | "self"): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return [11, 12, 13, 14].reduce((ms, i) => ms + Number(fields[i]) * 10, 0);
+  } catch {
+    return NaN;
+  }
+}
+
 /**
  * Peak memory of a process and all its descendants, read from /proc every
  * `everyMs` (this kernel has no /proc/PID/task/TID/children, so parents
@@ -277,7 +288,8 @@ export function memoryOf(
  * for processes born during the sampling (per-connection processes, back
  * ends), VmRSS for those already running (a listen server's all-time peak
  * would include earlier rows). `totalKb` is the largest sum of VmRSS over
- * the tree at one instant.
+ * the tree at one instant. `cpuMs` is the CPU the tree used meanwhile, as
+ * far as its children have been reaped.
  */
 export class TreeSampler {
   readonly #parents = new Map<number, number>();
@@ -285,8 +297,10 @@ export class TreeSampler {
   readonly #timer: ReturnType<typeof setInterval>;
   #peakKb = 0;
   #totalKb = 0;
+  readonly #cpu0: number;
 
   constructor(readonly root: number, everyMs = 25) {
+    this.#cpu0 = cpuOf(root);
     this.#scan();
     for (const pid of this.#parents.keys()) this.#before.add(pid);
     this.#sample();
@@ -294,10 +308,11 @@ export class TreeSampler {
   }
 
   /** Stop sampling; the peaks seen so far. */
-  stop(): { peakKb: number; totalKb: number } {
+  stop(): { peakKb: number; totalKb: number; cpuMs: number } {
     clearInterval(this.#timer);
     this.#sample();
-    return { peakKb: this.#peakKb, totalKb: this.#totalKb };
+    const cpuMs = cpuOf(this.root) - this.#cpu0;
+    return { peakKb: this.#peakKb, totalKb: this.#totalKb, cpuMs };
   }
 
   #scan(): void {

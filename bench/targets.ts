@@ -12,7 +12,7 @@
 
 import { runChild } from "../lib/child.ts";
 import { changePayload, checkPayload } from "../lib/fd3.ts";
-import { type LoadResult, runPool } from "./loadgen.ts";
+import { cpuOf, type LoadResult, runPool } from "./loadgen.ts";
 
 /** Host name in every greeting. */
 export const HOSTNAME = "bench.example";
@@ -386,7 +386,9 @@ export interface FloorOptions {
  * through `runChild` with their payloads and the ucspi-tcp variables, as
  * in listen mode, with no socket and no protocol.
  */
-export async function runFloor(options: FloorOptions): Promise<LoadResult> {
+export async function runFloor(
+  options: FloorOptions,
+): Promise<LoadResult & { cpuMs: number }> {
   const bytes = (text: string) => new TextEncoder().encode(text);
   const env: Record<string, string> = { PROTO: "TCP", TCPLOCALPORT: "106" };
   env.TCPREMOTEIP = env.TCPLOCALIP = "127.0.0.1";
@@ -413,14 +415,19 @@ export async function runFloor(options: FloorOptions): Promise<LoadResult> {
     }
   };
   await runPool({ ...options, sessions: options.warmup, mode: "full" }, once);
-  return await runPool({ ...options, mode: "full" }, once);
+  const cpu0 = cpuOf("self");
+  const result = await runPool({ ...options, mode: "full" }, once);
+  return { ...result, cpuMs: cpuOf("self") - cpu0 };
 }
 
 /** Run the spawn floor in its own Deno process; `pid` is there to be sampled. */
 export function spawnFloor(
   kit: Kit,
   options: FloorOptions,
-): { readonly pid: number; readonly result: Promise<LoadResult> } {
+): {
+  readonly pid: number;
+  readonly result: Promise<LoadResult & { cpuMs: number }>;
+} {
   const self = `${kit.repo}/bench/targets.ts`;
   const child = new Deno.Command(kit.deno, {
     args: ["run", "--allow-all", self, "--floor", JSON.stringify(options)],
@@ -432,7 +439,7 @@ export function spawnFloor(
   const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
   const result = child.output().then((out) => {
     if (!out.success) throw new Error(`spawn floor: ${text(out.stderr)}`);
-    return JSON.parse(text(out.stdout)) as LoadResult;
+    return JSON.parse(text(out.stdout)) as LoadResult & { cpuMs: number };
   });
   return { pid: child.pid, result };
 }
