@@ -22,9 +22,13 @@ export const TARGETS = [
 
 /** A row of the table: a load result, its target, memory peaks in KB and CPU (see `TreeSampler`). */
 export interface Row extends LoadResult {
+  /** One of `TARGETS`. */
   readonly target: string;
+  /** Who the server ran as. */
   readonly user: "root" | "nobody";
+  /** Largest single process, KB. */
   readonly peakKb: number;
+  /** Largest sum over the process tree at one instant, KB. */
   readonly totalKb: number;
   /** CPU time of the server's whole process tree during the row, ms. */
   readonly cpuMs: number;
@@ -32,9 +36,13 @@ export interface Row extends LoadResult {
 
 /** One of the issue's targets and how this run did. */
 export interface Check {
+  /** The ratio or quantity, in words. */
   readonly what: string;
+  /** Its value in this run. */
   readonly value: number;
+  /** The issue's bound, or "(info)". */
   readonly limit: string;
+  /** Absent for "(info)". */
   readonly met?: boolean;
 }
 

@@ -38,17 +38,25 @@ export interface LoadOptions {
 
 /** What a run measured. */
 export interface LoadResult {
+  /** `Mode`, or a label such as "full, alone". */
   readonly mode: string;
+  /** Sessions at once (K). */
   readonly concurrency: number;
   /** Sessions that ended as expected. */
   readonly completed: number;
+  /** Sessions that did not (wrong reply, early close, refused, deadline). */
   readonly errors: number;
   /** Up to three distinct error messages. */
   readonly errorSamples: readonly string[];
+  /** From the first start to the last end. */
   readonly wallMs: number;
+  /** Completed sessions per second of `wallMs`. */
   readonly perSecond: number;
+  /** Latency percentiles and mean of the completed sessions, connect to last line. */
   readonly p50Ms: number;
+  /** As `p50Ms`, the 99th percentile. */
   readonly p99Ms: number;
+  /** As `p50Ms`, the mean. */
   readonly meanMs: number;
 }
 
