@@ -63,17 +63,32 @@ const SOAK_CAP_MS = Math.max(60_000, SOAK_SESSIONS * 250);
 
 // ------------------------------------------------------------ back ends
 
-/** The account file of the session on client port `port`. */
-function accountsOf(box: Sandbox, port: number): string {
-  return `${box.dir}/accounts-${port}`;
+/**
+ * Which session a back-end run belongs to. Stdio mode: the session's own
+ * server process (`p<pid>`, the run's parent; pids are not reused here).
+ * Listen mode: the client port (`TCPREMOTEPORT`); ports do get reused
+ * (tcp_tw_reuse=2 on loopback, a 2,000-session soak reused 5 of them), so
+ * listen-mode sessions here run one at a time with fresh state.
+ */
+interface Key {
+  /** Names the session's account file and forced behaviour. */
+  readonly file: string;
+  /** The transcript's session for the ledger checker. */
+  readonly session: string;
+}
+
+/** The account file of one session. */
+function accountsOf(box: Sandbox, key: Key): string {
+  return `${box.dir}/accounts-${key.file}`;
 }
 
 /**
- * A wrapper around fakeauth that uses, per client port (TCPREMOTEPORT):
- * its own account file (fakeauth's set rewrites the file without a lock, so
- * concurrent sets on one file lose updates) and a forced behaviour (noread
- * cannot be chosen by user name: the name is on fd 3). Written again here
- * rather than shared: test files may not import each other.
+ * A wrapper around fakeauth that uses, per session (`p$PPID` in stdio mode,
+ * else the client port): its own account file (fakeauth's set rewrites the
+ * file without a lock, so concurrent sets on one file lose updates) and a
+ * forced behaviour (noread cannot be chosen by user name: the name is on
+ * fd 3). Written again here rather than shared: test files may not import
+ * each other.
  */
 async function writeWrapper(box: Sandbox): Promise<string> {
   const wrapper = `${box.dir}/auth`;
@@ -81,10 +96,11 @@ async function writeWrapper(box: Sandbox): Promise<string> {
   await Deno.writeTextFile(
     wrapper,
     `#!/bin/sh
-port=\${TCPREMOTEPORT:-none}
-a='${box.dir}/accounts-'$port
-[ -f "$a" ] && FAKEAUTH_ACCOUNTS=$a && export FAKEAUTH_ACCOUNTS
-b=$(sed -n "s/^$port $1 //p" '${box.dir}/force')
+for k in "p$PPID" "\${TCPREMOTEPORT:-none}"; do
+  a='${box.dir}/accounts-'$k
+  [ -f "$a" ] && FAKEAUTH_ACCOUNTS=$a && export FAKEAUTH_ACCOUNTS && break
+done
+b=$(grep -E "^(p$PPID|\${TCPREMOTEPORT:-none}) $1 " '${box.dir}/force' | cut -d' ' -f3)
 [ -n "$b" ] && FAKEAUTH_BEHAVE=$b && export FAKEAUTH_BEHAVE
 exec '${FAKEAUTH}' "$@"
 `,
@@ -93,16 +109,18 @@ exec '${FAKEAUTH}' "$@"
   return wrapper;
 }
 
-/** Force fakeauth's behaviour for one client port and mode. */
+/** Force fakeauth's behaviour for one session and mode. */
 async function force(
   box: Sandbox,
-  port: number,
+  key: Key,
   mode: "check" | "set",
   behave: string,
 ): Promise<void> {
-  await Deno.writeTextFile(`${box.dir}/force`, `${port} ${mode} ${behave}\n`, {
-    append: true,
-  });
+  await Deno.writeTextFile(
+    `${box.dir}/force`,
+    `${key.file} ${mode} ${behave}\n`,
+    { append: true },
+  );
 }
 
 /** A fresh password marker: `Mk-<hex>`, never to be found outside fd 3. */
@@ -227,6 +245,10 @@ interface Target {
   /** The listen-mode server, whose descriptors must come back to baseline. */
   readonly listener?: number;
   connect(): Promise<SocketClient>;
+  /** The session's key, once its greeting has arrived. */
+  keyOf(client: SocketClient): Promise<Key>;
+  /** The session of a back-end run (matches `Key.session`). */
+  sessionOf(entry: LedgerEntry): string;
   /** Wait (bounded) until every session so far has ended. */
   settle(): Promise<void>;
   log(): string;
@@ -241,11 +263,26 @@ async function withTcpserver(
     program: [MAIN, ...TIMINGS, HOST, wrapper, "check"],
     env: { ...baseEnv(), ...box.env(), PASSWORD_COMMAND: `${wrapper} set` },
   });
+  // How often each client port was used: the n-th use is the n-th "ok" line.
+  const uses = new Map<number, number>();
   await body({
     mode: "tcpserver",
     box,
     root: server.pid,
-    connect: () => server.connect(),
+    connect: async () => {
+      const client = await server.connect();
+      uses.set(client.localPort, (uses.get(client.localPort) ?? 0) + 1);
+      return client;
+    },
+    keyOf: async (client) => {
+      // tcpserver -v logs "ok PID local :127.0.0.1::PORT" for each session.
+      const port = client.localPort;
+      const ok = new RegExp(`^tcpserver: ok (\\d+) .*::${port}$`, "gm");
+      const nth = () => [...server.log.matchAll(ok)][uses.get(port)! - 1]?.[1];
+      assert.ok(await waitUntil(() => nth() !== undefined, 5_000));
+      return { file: `p${nth()}`, session: nth()! };
+    },
+    sessionOf: (entry) => String(entry.ppid),
     settle: async () => {
       const statuses = await server.idle(undefined, 20_000);
       assert.ok(statuses.every((s) => s === 0), `exit statuses ${statuses}`);
@@ -276,6 +313,11 @@ async function withListener(
       connected++;
       return SocketClient.connect(server.port());
     },
+    keyOf: (client) => {
+      const port = String(client.localPort);
+      return Promise.resolve({ file: port, session: port });
+    },
+    sessionOf: (entry) => entry.env.TCPREMOTEPORT ?? "?",
     settle: async () => {
       const ended = () => server.grep(/: session end: /).length;
       assert.ok(
@@ -353,6 +395,8 @@ const FAULTS: readonly Fault[] = [
 
 /** What a session leaves for the final checks. */
 interface Injected {
+  readonly key: Key;
+  /** Its session is `key.session`. */
   readonly transcript: Transcript;
   readonly user: Uint8Array;
   readonly old: Uint8Array;
@@ -390,29 +434,27 @@ async function inject(
     : `${step === "set" ? "set-" : ""}${fault.name}`;
   const user = bytes(`${prefix}k${n}`);
   const logBefore = target.log().length;
+  await startAfresh(box);
   const client = await target.connect();
   const sampler = new TreeSampler(target.root, target.listener);
-  let session: number | undefined;
+  let key: Key | undefined;
   try {
-    await writeAccounts(accountsOf(box, client.localPort), [[user, old]]);
-    if (fault.forced) await force(box, client.localPort, step, fault.name);
     assert.equal(await client.talk.reply(), GREETING);
+    key = await target.keyOf(client);
+    await writeAccounts(accountsOf(box, key), [[user, old]]);
+    if (fault.forced) await force(box, key, step, fault.name);
     assert.equal(await ask(client, "user ", user), R.userOk);
     const started = performance.now();
     const checked = await ask(client, "pass ", old);
     const checkMs = performance.now() - started;
     assert.equal(checked, step === "check" ? fault.check : R.passOk);
     let open = checked === R.passOk;
-    if (open) {
-      // The session goes on: the check child must already be reaped.
-      session = (await box.ledger()).at(-1)?.ppid;
-      await noChildren(target, session, "after the check");
-    }
+    if (open) await noChildren(target, key, "after the check");
     if (open && step === "set") {
       const set = await ask(client, "newpass ", fresh);
       assert.equal(set, fault.set);
       open = set === R.changed;
-      if (open) await noChildren(target, session, "after the set");
+      if (open) await noChildren(target, key, "after the set");
     }
     if (open) assert.equal(await ask(client, "quit"), R.bye);
     await client.talk.closed();
@@ -427,7 +469,7 @@ async function inject(
     sampler.stop();
   }
   await target.settle();
-  await assertNoLeaks(target, sampler, client.localPort, baseline.fds);
+  await assertNoLeaks(target, sampler, key, baseline.fds);
   const logged = target.log().length - logBefore;
   assert.ok(logged < 16 * 1024, `${logged} characters of log for one session`);
   // A 2 x 200 MiB flood drains through one reused buffer: measured here
@@ -440,8 +482,9 @@ async function inject(
     );
   }
   assert.ok(grown < 32, `the serving process grew by ${grown.toFixed(1)} MiB`);
-  return {
-    transcript: client.talk.transcript(),
+  const injected = {
+    key,
+    transcript: { ...client.talk.transcript(), session: key.session },
     user,
     old,
     fresh,
@@ -450,6 +493,14 @@ async function inject(
       ? { setWithoutWrite: true }
       : {}),
   };
+  await verifyAll(target, [injected]);
+  return injected;
+}
+
+/** One session at a time with a fresh ledger and no forced behaviour: client ports get reused. */
+async function startAfresh(box: Sandbox): Promise<void> {
+  await Deno.writeTextFile(box.ledgerPath, "");
+  await Deno.writeTextFile(`${box.dir}/force`, "");
 }
 
 /**
@@ -459,11 +510,10 @@ async function inject(
  */
 async function noChildren(
   target: Target,
-  session: number | undefined,
+  key: Key,
   when: string,
 ): Promise<void> {
-  const parent = target.listener ?? session;
-  assert.ok(parent !== undefined, "no ledger entry names the session process");
+  const parent = target.listener ?? Number(key.session);
   const none = await waitUntil(() => childrenOf(parent).length === 0, 1_000);
   assert.ok(
     none,
@@ -475,11 +525,11 @@ async function noChildren(
 async function assertNoLeaks(
   target: Target,
   sampler: TreeSampler,
-  port: number,
+  key: Key,
   baselineFds: number | undefined,
 ): Promise<void> {
   const entries = (await target.box.ledger()).filter((e) =>
-    e.env.TCPREMOTEPORT === String(port)
+    target.sessionOf(e) === key.session
   );
   assert.ok(entries.length > 0, "the back end never ran");
   for (const entry of entries) {
@@ -543,14 +593,14 @@ async function warmUp(
   const user = bytes(`u${n}`);
   const old = bytes(`${mark} old`);
   const fresh = bytes(`${mark} new`);
+  await startAfresh(target.box);
   const client = await target.connect();
   const sampler = new TreeSampler(target.root, target.listener);
+  let key: Key | undefined;
   try {
-    await writeAccounts(accountsOf(target.box, client.localPort), [[
-      user,
-      old,
-    ]]);
     assert.equal(await client.talk.reply(), GREETING);
+    key = await target.keyOf(client);
+    await writeAccounts(accountsOf(target.box, key), [[user, old]]);
     assert.equal(await ask(client, "user ", user), R.userOk);
     assert.equal(await ask(client, "pass ", old), R.passOk);
     assert.equal(await ask(client, "newpass ", fresh), R.changed);
@@ -568,16 +618,18 @@ async function warmUp(
       : { fds: fds(target.listener).length }),
   };
   const session = {
-    transcript: client.talk.transcript(),
+    key,
+    transcript: { ...client.talk.transcript(), session: key.session },
     user,
     old,
     fresh,
     marker: mark,
   };
+  await verifyAll(target, [session]);
   return { session, baseline };
 }
 
-/** The ledger checker over every session, and no marker anywhere but fd 3. */
+/** The ledger checker over these sessions (the whole ledger), and no marker anywhere but fd 3. */
 async function verifyAll(
   target: Target,
   sessions: readonly Injected[],
@@ -588,7 +640,7 @@ async function verifyAll(
   const after = new Map<string, Uint8Array>();
   for (const s of sessions) {
     before.set(hex(s.user), s.old);
-    const path = accountsOf(box, Number(s.transcript.session));
+    const path = accountsOf(box, s.key);
     for (const [u, p] of await readAccounts(path)) after.set(u, p);
     if (s.setWithoutWrite) {
       // fakeauth's grand exits 0 from set without writing the account file:
@@ -602,7 +654,7 @@ async function verifyAll(
     ledger,
     before,
     after,
-    sessionOf: (e) => e.env.TCPREMOTEPORT ?? "?",
+    sessionOf: (e) => target.sessionOf(e),
   });
   assertNoMarkers(
     sessions.map((s) => s.marker),
@@ -660,7 +712,12 @@ async function allFaults(target: Target, t: Deno.TestContext): Promise<void> {
       );
     }
   }
-  await verifyAll(target, sessions);
+  assertNoMarkers(
+    sessions.map((s) => s.marker),
+    target.log(),
+    sessions.map((s) => s.transcript),
+    [],
+  );
   console.log(
     `${target.mode}: ${FAULTS.length * 2} faults injected: ${times.join(", ")}`,
   );
@@ -827,9 +884,12 @@ async function soakOne(
   const client = await target.connect();
   const port = client.localPort;
   let problem: string | undefined;
+  let key: Key = { file: "?", session: "?" };
   try {
-    await writeAccounts(accountsOf(target.box, port), [[account, old]]);
-    if (kind.noread) await force(target.box, port, "check", "noread");
+    if (await client.talk.reply() !== GREETING) throw new Error("greeting");
+    key = await target.keyOf(client);
+    await writeAccounts(accountsOf(target.box, key), [[account, old]]);
+    if (kind.noread) await force(target.box, key, "check", "noread");
     await client.talk.send(kind.lines(user, old, fresh));
     if (kind.end !== "vanish") {
       if (kind.end === "eof") await client.closeWrite();
@@ -846,7 +906,8 @@ async function soakOne(
   }
   return {
     session: {
-      transcript: client.talk.transcript(),
+      key,
+      transcript: { ...client.talk.transcript(), session: key.session },
       user: bytes(account),
       old: bytes(old),
       fresh: bytes(fresh),
@@ -909,8 +970,8 @@ Deno.test(`leaks: soak of ${SOAK_SESSIONS} mixed stdio sessions under tcpserver,
       [],
       `${problems.length} sessions went wrong`,
     );
-    const ports = new Set(sessions.map((s) => s.transcript.session));
-    assert.equal(ports.size, sessions.length, "a client port was reused");
+    const keys = new Set(sessions.map((s) => s.key.session));
+    assert.equal(keys.size, sessions.length, "a session pid was reused");
     const childless = await waitUntil(
       () => childrenOf(target.root).length === 0,
       3_000,

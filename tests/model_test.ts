@@ -6,11 +6,12 @@
  * hang, slow by user-name prefix, set-… for the setpassword step, no-read
  * forced per client port) and a command sequence: user (own, unknown, bad
  * octets), pass (right, wrong, leading space, long, bad octets), newpass,
- * quit, junk octets, edge lines, overlong lines, in either keyword case and
- * with CRLF or LF; sent one line per reply or all at once; ended by EOF, by
- * a disconnect without reading the last reply, or by waiting for the idle
- * deadline. The sessions run against `main.ts` in stdio mode under
- * `tcpserver -R -H -l localhost` and against `main.ts --listen`.
+ * quit, junk octets, NUL/CR/control octets, overlong lines, in any keyword
+ * case and with CRLF or LF, maybe an unterminated last line; sent one line
+ * per reply, or all at once in random chunks; ended by EOF, by a disconnect
+ * without reading the last reply (mid-check, mid-set), or by waiting for the
+ * idle deadline. The sessions run against `main.ts` in stdio mode under
+ * `tcpserver -R -H -l localhost` and against `main.ts --listen 127.0.0.1:0`.
  *
  * A small model (the reply table of `poppassd.md` §3, fakeauth's
  * behaviour by prefix) predicts each reply, or the set of replies a fault
@@ -370,15 +371,14 @@ function render(c: Cmd, w: World): Uint8Array {
       );
     case "badUser":
       return bytes(keyword("user", c.verb), " ", spliced(w.own, c.octet));
-    case "pass":
-      return bytes(
-        keyword("pass", c.verb),
-        " ",
-        c.pw === "right" ? w.right : c.pw === "wrong" ? w.wrong : bytes(
-          " ",
-          w.right,
-        ),
-      );
+    case "pass": {
+      const pw = {
+        right: w.right,
+        wrong: w.wrong,
+        spaced: bytes(" ", w.right),
+      };
+      return bytes(keyword("pass", c.verb), " ", pw[c.pw]);
+    }
     case "longPass":
       return bytes("pass ", long(w, c.length));
     case "badPass":
@@ -996,6 +996,8 @@ function accountsOf(box: Sandbox, port: number): string {
  *   so concurrent sets on one shared file lose updates (seen in this test);
  * - a forced behaviour: fakeauth picks it from the user name on fd 3, which
  *   a child that must not read fd 3 never sees.
+ * Loopback ports get reused (tcp_tw_reuse=2), but not within a run: all its
+ * clients connect before any closes, and each run starts from fresh files.
  */
 async function writeWrapper(box: Sandbox): Promise<[string, string]> {
   const wrapper = `${box.dir}/auth`;
@@ -1099,18 +1101,17 @@ async function check(target: Target, seed: number): Promise<void> {
       },
     );
   } catch (error) {
-    const cause = (error as Error).cause;
+    const { message, cause } = error as Error;
+    const path = /path: "([\d:]*)"/.exec(message)?.[1] ?? PATH ?? "";
     throw new Error(
-      `${(error as Error).message}\n${
-        cause instanceof Error ? cause.message : ""
-      }\nreplay: MODEL_SEED=${SEED}${
-        PATH ? ` MODEL_PATH=${PATH}` : ""
-      } (this mode's seed is ${seed})`,
+      `${message}\n${cause instanceof Error ? cause.message : ""}\n` +
+        `replay the shrunk case: MODEL_SEED=${SEED} MODEL_PATH=${path} ` +
+        `deno test --allow-all tests/model_test.ts --filter "${target.name}"`,
     );
   }
 }
 
-Deno.test(`model: stdio mode under tcpserver, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED})`, async () => {
+Deno.test(`model: stdio under tcpserver, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED})`, async () => {
   await withTcpserver((target) => check(target, SEED));
   summary("tcpserver");
 });

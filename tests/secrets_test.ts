@@ -19,6 +19,7 @@ import { bytes, hex, latin1, type Part } from "./helpers/bytes.ts";
 import { checkLedger } from "./helpers/checker.ts";
 import { SocketClient } from "./helpers/client.ts";
 import type { LedgerEntry } from "./helpers/ledger.ts";
+import { waitUntil } from "./helpers/procs.ts";
 import { R } from "./helpers/rows.ts";
 import { baseEnv, FAKEAUTH, HOST, MAIN, Sandbox } from "./helpers/sandbox.ts";
 import { StdioServer } from "./helpers/stdio.ts";
@@ -323,16 +324,29 @@ Deno.test("secrets: no password in stdio logs, replies or back-end argv/env, wha
   );
 });
 
-/** The same provocations (those that need no per-process environment) against one server. */
+/**
+ * The same provocations (those that need no per-process environment)
+ * against one server, one at a time: each session is checked on its own
+ * with a fresh ledger, because the ledger knows a session only by its
+ * client port, and loopback ports get reused (tcp_tw_reuse=2).
+ */
 async function overSockets(
-  connect: () => Promise<SocketClient>,
+  box: Sandbox,
+  server: {
+    connect(): Promise<SocketClient>;
+    /** Wait (bounded) until every session so far has ended. */
+    settle(): Promise<void>;
+  },
   mark: string,
-): Promise<Transcript[]> {
+): Promise<{ transcripts: Transcript[]; ledger: LedgerEntry[] }> {
   const transcripts: Transcript[] = [];
+  const ledger: LedgerEntry[] = [];
   for (const [i, p] of PROVOCATIONS.entries()) {
     if (p.env) continue;
     const user = `${p.prefix}x${i}`;
-    await using client = await connect();
+    const before = await box.accounts();
+    await Deno.writeTextFile(box.ledgerPath, "");
+    await using client = await server.connect();
     await play(
       client.talk,
       p.lines(user, passwords(mark, i)),
@@ -344,9 +358,20 @@ async function overSockets(
       if (p.end === "eof") await client.closeWrite();
       await client.talk.closed(8_000);
     }
-    transcripts.push(client.talk.transcript());
+    await server.settle();
+    const transcript = client.talk.transcript();
+    const runs = await box.ledger();
+    checkLedger({
+      transcripts: [transcript],
+      ledger: runs,
+      before,
+      after: await box.accounts(),
+      sessionOf: (e) => e.env.TCPREMOTEPORT ?? "?",
+    });
+    transcripts.push(transcript);
+    ledger.push(...runs);
   }
-  return transcripts;
+  return { transcripts, ledger };
 }
 
 /** Accounts for every provocation's user, in one file (these sessions run one at a time). */
@@ -364,10 +389,10 @@ Deno.test("secrets: no password in tcpserver's stderr, replies or back-end argv/
     program: [MAIN, ...TIMINGS, HOST, FAKEAUTH, "check"],
     env: { ...baseEnv(), ...box.env(), PASSWORD_COMMAND: `${FAKEAUTH} set` },
   });
-  const transcripts = await overSockets(() => server.connect(), mark);
-  await server.idle(undefined, 15_000);
-  const ledger = await box.ledger();
-  await box.verify(transcripts, (e) => e.env.TCPREMOTEPORT ?? "?");
+  const { transcripts, ledger } = await overSockets(box, {
+    connect: () => server.connect(),
+    settle: async () => void await server.idle(undefined, 15_000),
+  }, mark);
   assert.match(server.log, /stdout: (set-)?echox\d+\?\*{10,}/);
   assert.deepEqual(
     hits(mark, {
@@ -389,13 +414,18 @@ Deno.test("secrets: no password in the listen server's log, replies or back-end 
     hostname: HOST,
     env: box.env(),
   });
-  const transcripts = await overSockets(
-    () => SocketClient.connect(server.port()),
-    mark,
-  );
+  let connected = 0;
+  const ended = () => server.grep(/: session end: /).length;
+  const { transcripts, ledger } = await overSockets(box, {
+    connect: () => {
+      connected++;
+      return SocketClient.connect(server.port());
+    },
+    settle: async () => {
+      assert.ok(await waitUntil(() => ended() >= connected, 15_000));
+    },
+  }, mark);
   await server.stop();
-  const ledger = await box.ledger();
-  await box.verify(transcripts, (e) => e.env.TCPREMOTEPORT ?? "?");
   const log = server.logs.join("\n");
   assert.match(log, /stdout: (set-)?echox\d+\?\*{10,}/);
   assert.deepEqual(
