@@ -52,18 +52,44 @@ export interface ChildOptions {
 /** The shim: payload pipe (stdin) onto fd 3, `/dev/null` onto fd 0, exec the program. */
 export const FD3_SHIM = 'exec 3<&0 </dev/null; exec "$@"';
 
+/**
+ * util-linux `setsid`: it makes the program the leader of a new session and
+ * process group without forking (the shell it replaces is no group leader),
+ * so the group can be killed as a whole. Spawning with `detached: true`
+ * would do the same, but it makes Deno fork() its whole address space on
+ * the event-loop thread (1.7 ms at 31 MB RSS, 13 ms at 280 MB, measured),
+ * where a plain spawn costs 0.2-0.4 ms.
+ */
+const SETSID = "/usr/bin/setsid";
+let setsidPresent: boolean | undefined;
+
+function spawnShim(options: ChildOptions): Deno.ChildProcess {
+  setsidPresent ??= isExecutable(SETSID);
+  const program = setsidPresent ? [SETSID, ...options.argv] : options.argv;
+  return new Deno.Command("/bin/sh", {
+    args: ["-c", FD3_SHIM, "qmail-poppass", ...program],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    detached: !setsidPresent,
+    env: { ...options.env },
+  }).spawn();
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0o755) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /** Run a program with `payload` on fd 3; never throws. */
 export async function runChild(options: ChildOptions): Promise<ChildResult> {
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command("/bin/sh", {
-      args: ["-c", FD3_SHIM, "qmail-poppass", ...options.argv],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-      env: { ...options.env },
-    }).spawn();
+    child = spawnShim(options);
   } catch (error) {
     return { kind: "spawnFailed", message: errorText(error) };
   }
@@ -96,7 +122,10 @@ async function waitWithDeadline(
   try {
     const first = await Promise.race([finished, expired]);
     if (first === "timeout") {
-      killGroup(child.pid);
+      // In the first instant after spawn, before setsid has run, there is
+      // no group yet: then kill the child itself (not yet reaped, so its pid
+      // is still its own).
+      if (!killGroup(child.pid)) killChild(child);
       await finished;
       return { kind: "timeout", ms: timeoutMs };
     }
@@ -127,12 +156,22 @@ async function writePayload(
   }
 }
 
-/** SIGKILL the child's whole process group; it may already be gone. */
-function killGroup(pid: number): void {
+/** SIGKILL the child's whole process group; false when no such group exists. */
+function killGroup(pid: number): boolean {
   try {
     Deno.kill(-pid, "SIGKILL");
+    return true;
   } catch {
     // ESRCH: no process is left in the group.
+    return false;
+  }
+}
+
+function killChild(child: Deno.ChildProcess): void {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // It has exited meanwhile.
   }
 }
 
