@@ -21,7 +21,6 @@ import { describe, serve, type ServeOptions } from "./lib/listener.ts";
 import { processLog, stderrSink } from "./lib/log.ts";
 import { type TlsFiles, tlsProblem } from "./lib/transports.ts";
 import { asksForListen, usageText } from "./lib/options.ts";
-import { createPasswdFileBackend } from "./lib/passwdfile/backend.ts";
 import { programBackend } from "./lib/programs.ts";
 import { greetingBytes, replyBytes } from "./lib/replies.ts";
 import { serveStdio, writeAll } from "./lib/stdio.ts";
@@ -118,7 +117,7 @@ async function readTlsFiles(
     cert: await read("--tls-cert", certFile),
     key: await read("--tls-key", keyFile),
   };
-  const problem = tlsProblem(files);
+  const problem = await tlsProblem(files);
   if (problem) throw new UsageError(problem);
   return files;
 }
@@ -146,6 +145,11 @@ async function createBackend(
     }
     throw error;
   }
+  // Loaded on first use: the programs back end (one process per connection
+  // under tcpserver) never pays for the hash libraries.
+  const { createPasswdFileBackend } = await import(
+    "./lib/passwdfile/backend.ts"
+  );
   return await createPasswdFileBackend({
     path: backend.path,
     scheme: backend.scheme,

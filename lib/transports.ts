@@ -7,9 +7,9 @@
  * @module
  */
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
 import type { Socket } from "node:net";
-import { createServer, type Server, type TLSSocket } from "node:tls";
+import type { Server, TLSSocket } from "node:tls";
 import type { ListenAddress } from "./config.ts";
 import { TLS_CLOSE_MS, TLS_HANDSHAKE_MS } from "./limits.ts";
 import type { Connection } from "./session.ts";
@@ -50,7 +50,9 @@ export interface TlsFiles {
  * `node:tls` takes any text in `createServer` and `setSecureContext` and
  * only fails every handshake later, so the pair is checked before use.
  */
-export function tlsProblem(files: TlsFiles): string | undefined {
+export async function tlsProblem(files: TlsFiles): Promise<string | undefined> {
+  // Loaded on first use: a stdio-mode start (one per connection) never pays for it.
+  const { createPrivateKey, X509Certificate } = await import("node:crypto");
   const why = (error: unknown) =>
     error instanceof Error ? error.message : String(error);
   let cert: X509Certificate;
@@ -165,6 +167,7 @@ export async function listenTls(
   onConnection: (accepted: Accepted) => void,
   onError: (message: string) => void,
 ): Promise<TlsTransport> {
+  const { createServer } = await import("node:tls");
   const server: Server = createServer({
     cert: files.cert,
     key: files.key,
