@@ -64,11 +64,13 @@ const SOAK_CAP_MS = Math.max(60_000, SOAK_SESSIONS * 250);
 // ------------------------------------------------------------ back ends
 
 /**
- * Which session a back-end run belongs to. Stdio mode: the session's own
- * server process (`p<pid>`, the run's parent; pids are not reused here).
- * Listen mode: the client port (`TCPREMOTEPORT`); ports do get reused
- * (tcp_tw_reuse=2 on loopback, a 2,000-session soak reused 5 of them), so
- * listen-mode sessions here run one at a time with fresh state.
+ * Which session a back-end run belongs to. Neither the client port nor a
+ * pid names one alone over a long run: loopback ports get reused
+ * (tcp_tw_reuse=2; a 2,000-session soak reused 5), and so do pids
+ * (pid_max 32768 here; the same soak reused 31 session pids). Stdio mode:
+ * the session's server process and client port together (`p<pid>-<port>`;
+ * the run's parent and TCPREMOTEPORT). Listen mode: the client port, with
+ * sessions one at a time and fresh state for each.
  */
 interface Key {
   /** Names the session's account file and forced behaviour. */
@@ -83,8 +85,8 @@ function accountsOf(box: Sandbox, key: Key): string {
 }
 
 /**
- * A wrapper around fakeauth that uses, per session (`p$PPID` in stdio mode,
- * else the client port): its own account file (fakeauth's set rewrites the
+ * A wrapper around fakeauth that uses, per session (`p$PPID-$port` in stdio
+ * mode, else the client port): its own account file (fakeauth's set rewrites the
  * file without a lock, so concurrent sets on one file lose updates) and a
  * forced behaviour (noread cannot be chosen by user name: the name is on
  * fd 3). Written again here rather than shared: test files may not import
@@ -96,11 +98,12 @@ async function writeWrapper(box: Sandbox): Promise<string> {
   await Deno.writeTextFile(
     wrapper,
     `#!/bin/sh
-for k in "p$PPID" "\${TCPREMOTEPORT:-none}"; do
+port=\${TCPREMOTEPORT:-none}
+for k in "p$PPID-$port" "$port"; do
   a='${box.dir}/accounts-'$k
   [ -f "$a" ] && FAKEAUTH_ACCOUNTS=$a && export FAKEAUTH_ACCOUNTS && break
 done
-b=$(grep -E "^(p$PPID|\${TCPREMOTEPORT:-none}) $1 " '${box.dir}/force' | cut -d' ' -f3)
+b=$(grep -E "^(p$PPID-$port|$port) $1 " '${box.dir}/force' | cut -d' ' -f3)
 [ -n "$b" ] && FAKEAUTH_BEHAVE=$b && export FAKEAUTH_BEHAVE
 exec '${FAKEAUTH}' "$@"
 `,
@@ -280,9 +283,9 @@ async function withTcpserver(
       const ok = new RegExp(`^tcpserver: ok (\\d+) .*::${port}$`, "gm");
       const nth = () => [...server.log.matchAll(ok)][uses.get(port)! - 1]?.[1];
       assert.ok(await waitUntil(() => nth() !== undefined, 5_000));
-      return { file: `p${nth()}`, session: nth()! };
+      return { file: `p${nth()}-${port}`, session: `${nth()}:${port}` };
     },
-    sessionOf: (entry) => String(entry.ppid),
+    sessionOf: (entry) => `${entry.ppid}:${entry.env.TCPREMOTEPORT}`,
     settle: async () => {
       const statuses = await server.idle(undefined, 20_000);
       assert.ok(statuses.every((s) => s === 0), `exit statuses ${statuses}`);
@@ -513,7 +516,7 @@ async function noChildren(
   key: Key,
   when: string,
 ): Promise<void> {
-  const parent = target.listener ?? Number(key.session);
+  const parent = target.listener ?? Number(key.session.split(":")[0]);
   const none = await waitUntil(() => childrenOf(parent).length === 0, 1_000);
   assert.ok(
     none,
@@ -971,7 +974,7 @@ Deno.test(`leaks: soak of ${SOAK_SESSIONS} mixed stdio sessions under tcpserver,
       `${problems.length} sessions went wrong`,
     );
     const keys = new Set(sessions.map((s) => s.key.session));
-    assert.equal(keys.size, sessions.length, "a session pid was reused");
+    assert.equal(keys.size, sessions.length, "a (pid, port) pair was reused");
     const childless = await waitUntil(
       () => childrenOf(target.root).length === 0,
       3_000,

@@ -18,7 +18,7 @@ import { readAccounts, writeAccounts } from "./helpers/accounts.ts";
 import { bytes, hex, latin1, type Part } from "./helpers/bytes.ts";
 import { checkLedger } from "./helpers/checker.ts";
 import { SocketClient } from "./helpers/client.ts";
-import type { LedgerEntry } from "./helpers/ledger.ts";
+import { type LedgerEntry, readLedger } from "./helpers/ledger.ts";
 import { waitUntil } from "./helpers/procs.ts";
 import { R } from "./helpers/rows.ts";
 import { baseEnv, FAKEAUTH, HOST, MAIN, Sandbox } from "./helpers/sandbox.ts";
@@ -268,20 +268,26 @@ Deno.test("secrets: no password in stdio logs, replies or back-end argv/env, wha
   await using box = await Sandbox.create();
   const mark = marker();
   const transcripts: Transcript[] = [];
-  const before = new Map<string, Uint8Array>();
+  const ledger: LedgerEntry[] = [];
   const logs: string[] = [];
+  // Each session has its own server process, account file and ledger, so
+  // it is checked on its own (pids get reused on a busy machine).
   const one = async (p: Provocation, i: number) => {
     const user = `${p.prefix}x${i}`;
     const pw = passwords(mark, i);
-    const accounts = `${box.dir}/accounts-${i}`;
-    for (const [u, v] of await writeAccounts(accounts, [[user, pw.old]])) {
-      before.set(u, v);
-    }
+    const files = {
+      FAKEAUTH_ACCOUNTS: `${box.dir}/accounts-${i}`,
+      FAKEAUTH_LEDGER: `${box.dir}/ledger-${i}`,
+    };
+    const before = await writeAccounts(files.FAKEAUTH_ACCOUNTS, [[
+      user,
+      pw.old,
+    ]]);
     await using server = new StdioServer({
       args: [...TIMINGS, HOST, FAKEAUTH, "check"],
       env: {
         ...baseEnv(),
-        ...box.env({ FAKEAUTH_ACCOUNTS: accounts, ...p.env }),
+        ...box.env({ ...files, ...p.env }),
         PASSWORD_COMMAND: `${FAKEAUTH} set`,
       },
     });
@@ -291,23 +297,23 @@ Deno.test("secrets: no password in stdio logs, replies or back-end argv/env, wha
     const ended = await server.exit(8_000);
     assert.equal(ended.code, 0, `${p.name}: exit ${ended.code}\n${server.log}`);
     await server.talk.incoming.done;
-    transcripts.push(server.talk.transcript());
+    const transcript = server.talk.transcript();
+    const runs = await readLedger(files.FAKEAUTH_LEDGER);
+    checkLedger({
+      transcripts: [transcript],
+      ledger: runs,
+      before,
+      after: await readAccounts(files.FAKEAUTH_ACCOUNTS),
+    });
+    transcripts.push(transcript);
+    ledger.push(...runs);
     logs.push(server.log);
   };
-  // Six at a time: each has its own server process and account file.
   for (let at = 0; at < PROVOCATIONS.length; at += 6) {
     await Promise.all(
       PROVOCATIONS.slice(at, at + 6).map((p, k) => one(p, at + k)),
     );
   }
-  const ledger = await box.ledger();
-  const after = new Map<string, Uint8Array>();
-  for (const [i] of PROVOCATIONS.entries()) {
-    for (const [u, v] of await readAccounts(`${box.dir}/accounts-${i}`)) {
-      after.set(u, v);
-    }
-  }
-  checkLedger({ transcripts, ledger, before, after });
   const log = logs.join("\n");
   assert.match(
     log,
