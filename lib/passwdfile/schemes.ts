@@ -8,15 +8,17 @@
  *   without native code, and its output was checked against libsodium and
  *   crypt_blowfish through `doveadm pw -t`. Its own verify helpers compare
  *   with `===`, so we recompute and compare in constant time ourselves.
- * - `unixcrypt` for SHA-256/SHA-512 crypt: the only maintained pure
- *   implementation found. `bcryptjs` was not needed: it takes strings only.
+ * - SHA-256/SHA-512 crypt is ours (./shacrypt.ts, on hash-wasm's SHA-2),
+ *   from Drepper's specification: the one pure library found, unixcrypt,
+ *   imports node:crypto, which the bundle loads at every start.
+ *   `bcryptjs` was not needed: it takes strings only.
  *
  * @module
  */
 
 import { argon2i, argon2id, bcrypt } from "hash-wasm";
-import { encrypt as shaCrypt } from "unixcrypt";
 import { Buffer } from "node:buffer";
+import { parseShaCrypt, shaCrypt } from "./shacrypt.ts";
 
 /** The schemes we write new hashes in (Dovecot names), for option parsing. */
 export const WRITE_SCHEMES = ["ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT"] as const;
@@ -133,7 +135,7 @@ export async function verifyPassword(
     if (!CRYPT_SCHEMES.test(scheme)) {
       return unsupported(`unsupported scheme {${scheme}}`);
     }
-    if (/^\$[56]\$/.test(hash)) return verifyShaCrypt(password, hash);
+    if (/^\$[56]\$/.test(hash)) return await verifyShaCrypt(password, hash);
     if (/^\$2[aby]\$/.test(hash)) return await verifyBcrypt(password, hash);
     const id = /^\$[^$]{0,16}\$/.exec(hash)?.[0] ?? "(no $id$)";
     return unsupported(`unsupported crypt hash ${id}`);
@@ -142,27 +144,17 @@ export async function verifyPassword(
   }
 }
 
-// unixcrypt is typed for strings but only hands its input to node:crypto's
-// Hash.update() and Buffer.byteLength(), which take bytes just as well. A
-// Buffer view passes every octet unchanged (no UTF-8 round trip, so non-UTF-8
-// passwords work) and leaves no unwipeable string copy of the password.
-// tests/passwdfile_schemes_test.ts pins this against openssl.
-const forUnixcrypt = (pw: Uint8Array) =>
-  Buffer.from(pw.buffer, pw.byteOffset, pw.length) as unknown as string;
-
-const SHA_CRYPT_SHAPE =
-  /^\$([56])\$(?:rounds=(\d{1,10})\$)?[./0-9A-Za-z]{0,16}\$([./0-9A-Za-z]+)$/;
-
-function verifyShaCrypt(pw: Uint8Array, hash: string): Verdict {
-  const shape = SHA_CRYPT_SHAPE.exec(hash);
-  if (!shape || shape[3]!.length !== (shape[1] === "5" ? 43 : 86)) {
-    return unsupported("malformed SHA-crypt hash");
-  }
-  if (Number(shape[2] ?? 0) > MAX_SHA_ROUNDS) {
+// The password stays octets (non-UTF-8 ones work; no string copy of it).
+// As crypt(3) in Dovecot, we recompute the whole string from the stored
+// setting and compare: a stored "rounds=10" (clamped to 1000) never matches.
+async function verifyShaCrypt(pw: Uint8Array, hash: string): Promise<Verdict> {
+  const parsed = parseShaCrypt(hash);
+  if (!parsed) return unsupported("malformed SHA-crypt hash");
+  if ((parsed.rounds ?? 0) > MAX_SHA_ROUNDS) {
     return unsupported("SHA-crypt rounds too high");
   }
-  const setting = hash.slice(0, hash.lastIndexOf("$"));
-  const actual = shaCrypt(forUnixcrypt(pw), setting);
+  const { salt, rounds, variant } = parsed;
+  const actual = await shaCrypt(pw, salt, rounds, variant);
   return verdict(constantTimeEqual(octets(actual), octets(hash)));
 }
 
@@ -256,8 +248,8 @@ export async function hashPassword(
       const encoded = await argon2id({ password: pw, salt, ...ARGON2 });
       return `{ARGON2ID}${encoded}`;
     }
-    case "SHA512-CRYPT":
-      return `{SHA512-CRYPT}${shaCrypt(forUnixcrypt(pw), `$6$${cryptSalt()}`)}`;
+    case "SHA512-CRYPT": // glibc's default 5000 rounds, so no "rounds=".
+      return `{SHA512-CRYPT}${await shaCrypt(pw, cryptSalt(), undefined, 512)}`;
     case "BLF-CRYPT": {
       const [key, salt] = [pw.subarray(0, 72), randomOctets(16)];
       const encoded = await bcrypt({ password: key, salt, ...BCRYPT });

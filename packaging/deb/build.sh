@@ -23,7 +23,7 @@ cd "$repo"
 package=qmail-poppass
 runtime_version=${DENO_RUNTIME_VERSION:-2.9.6}
 # npm packages that may be bundled, each with its paragraph in ./copyright.
-known_npm="hash-wasm unixcrypt"
+known_npm="hash-wasm"
 
 say() { printf 'deb: %s\n' "$*" >&2; }
 die() {
@@ -171,7 +171,6 @@ awk -v deno="$work/deno-license.field" -v project="$work/project-license.field" 
   { print }' "$here/copyright" |
   sed -e "s/@DENO_VERSION@/$runtime_version/g" \
     -e "s/@HASH_WASM_VERSION@/$(npm_version hash-wasm)/g" \
-    -e "s/@UNIXCRYPT_VERSION@/$(npm_version unixcrypt)/g" \
     >"$doc/copyright"
 
 cp -R packaging/daemontools "$doc/examples/daemontools"
