@@ -12,7 +12,7 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
+import { latin1Decode, latin1Encode } from "./octets.ts";
 import type { Outcome } from "../backend.ts";
 
 /** One user's line, as found in the file. */
@@ -44,8 +44,7 @@ export const MAX_FILE_SIZE = 64 * 1024 * 1024;
 export const LOCK_TIMEOUT_MS = 10_000;
 const LOCK_POLL_MS = 20;
 
-const latin1 = (bytes: Uint8Array): string =>
-  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1");
+const latin1 = latin1Decode;
 
 /**
  * Parse passwd-file octets. Blank lines (spaces and tabs only), `#`
@@ -74,7 +73,7 @@ export function parsePasswdFile(bytes: Uint8Array): PasswdFile {
     const fieldEnd = body.indexOf(":", colon + 1);
     const name = body.slice(0, colon);
     const entry: PasswdEntry = {
-      user: Buffer.from(name, "latin1"),
+      user: latin1Encode(name),
       password: body.slice(colon + 1, fieldEnd < 0 ? undefined : fieldEnd),
       line,
       start: start + colon + 1,
@@ -129,7 +128,7 @@ export function replacePassword(
     file.bytes.length - (entry.end - entry.start) + password.length,
   );
   out.set(file.bytes.subarray(0, entry.start));
-  out.set(Buffer.from(password, "latin1"), entry.start);
+  out.set(latin1Encode(password), entry.start);
   out.set(file.bytes.subarray(entry.end), entry.start + password.length);
   return out;
 }

@@ -17,7 +17,7 @@
  */
 
 import { argon2i, argon2id, bcrypt } from "hash-wasm";
-import { Buffer } from "node:buffer";
+import { base64Decode, latin1Encode } from "./octets.ts";
 import { parseShaCrypt, shaCrypt } from "./shacrypt.ts";
 
 /** The schemes we write new hashes in (Dovecot names), for option parsing. */
@@ -114,7 +114,7 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** Latin-1 maps each char of a stored field back to the octet it was read from. */
-const octets = (text: string): Uint8Array => Buffer.from(text, "latin1");
+const octets = latin1Encode;
 
 /**
  * Does `password` match the stored passwd-file field (`{SCHEME}hash`, or a
@@ -209,11 +209,13 @@ async function verifyArgon2(pw: Uint8Array, hash: string): Promise<Verdict> {
     iterations! > MAX_ARGON2_ITERATIONS ||
     parallelism! > MAX_ARGON2_LANES
   ) return unsupported("argon2 parameters too high");
-  const expected = Buffer.from(shape[6]!, "base64");
+  const expected = base64Decode(shape[6]!);
+  const salt = base64Decode(shape[5]!);
+  if (!expected || !salt) return unsupported("argon2 hash is not base64");
   const compute = shape[1] === "argon2id" ? argon2id : argon2i;
   const actual = await compute({
     password: pw,
-    salt: Buffer.from(shape[5]!, "base64"),
+    salt,
     memorySize: memorySize!,
     iterations: iterations!,
     parallelism: parallelism!,
