@@ -40,6 +40,7 @@ import {
   GREETING,
   HOST,
   MAIN,
+  QUICK,
   Sandbox,
 } from "./helpers/sandbox.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
@@ -50,17 +51,7 @@ const RUNS = Number(Deno.env.get("MODEL_RUNS") ?? 25);
 const PATH = Deno.env.get("MODEL_PATH");
 const SHRINK = Deno.env.get("MODEL_SHRINK") !== "0";
 
-/** The brief's short timings: failure delay 0.1 s, idle 2 s, session 5 s, child 1 s. */
-const TIMINGS = [
-  "--fail-delay",
-  "0.1",
-  "--idle-timeout",
-  "2",
-  "--session-timeout",
-  "5",
-  "--child-timeout",
-  "1",
-] as const;
+const TIMINGS = QUICK;
 const FAIL_DELAY_MS = 100;
 /** Timer slack when comparing the failure delay across two processes' clocks. */
 const DELAY_SLACK_MS = 5;

@@ -16,18 +16,10 @@ import {
   verifyPassword,
   WRITE_SCHEMES,
 } from "../lib/passwdfile/schemes.ts";
+import { hasTool } from "./helpers/tools.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
-/** Is `name` an executable on PATH? */
-function hasTool(name: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
-    } catch { /* not in this folder */ }
-  }
-  return false;
-}
 const DOVEADM = hasTool("doveadm");
 const OPENSSL = hasTool("openssl");
 const MKPASSWD = hasTool("mkpasswd");

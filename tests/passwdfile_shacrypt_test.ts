@@ -13,20 +13,12 @@ import {
 } from "../lib/passwdfile/shacrypt.ts";
 import { verifyPassword } from "../lib/passwdfile/schemes.ts";
 import { hex } from "./helpers/bytes.ts";
+import { hasTool } from "./helpers/tools.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 /** One char per octet, as the passwd-file reader and the tools see them. */
 const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);
 
-/** Is `name` an executable on PATH? */
-function hasTool(name: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
-    } catch { /* not in this folder */ }
-  }
-  return false;
-}
 const OPENSSL = hasTool("openssl");
 const MKPASSWD = hasTool("mkpasswd");
 const DOVEADM = hasTool("doveadm");

@@ -21,22 +21,20 @@ import { SocketClient } from "./helpers/client.ts";
 import { type LedgerEntry, readLedger } from "./helpers/ledger.ts";
 import { waitUntil } from "./helpers/procs.ts";
 import { R } from "./helpers/rows.ts";
-import { baseEnv, FAKEAUTH, HOST, MAIN, Sandbox } from "./helpers/sandbox.ts";
+import {
+  baseEnv,
+  FAKEAUTH,
+  HOST,
+  MAIN,
+  QUICK,
+  Sandbox,
+} from "./helpers/sandbox.ts";
 import { StdioServer } from "./helpers/stdio.ts";
 import type { Transcript } from "./helpers/talk.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
 import { Server } from "./listen_support/server.ts";
 
-const TIMINGS = [
-  "--fail-delay",
-  "0.1",
-  "--idle-timeout",
-  "2",
-  "--session-timeout",
-  "5",
-  "--child-timeout",
-  "1",
-] as const;
+const TIMINGS = QUICK;
 
 /** A fresh marker: `Mk-<hex>`. */
 function marker(): string {

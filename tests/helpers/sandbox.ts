@@ -39,6 +39,18 @@ export const SHORT = [
   "2",
 ] as const;
 
+/** Faster timings for many-session runs: failure delay 0.1 s, idle 2 s, session 5 s, child 1 s. */
+export const QUICK = [
+  "--fail-delay",
+  "0.1",
+  "--idle-timeout",
+  "2",
+  "--session-timeout",
+  "5",
+  "--child-timeout",
+  "1",
+] as const;
+
 /** The host name the tests give the server; it appears in the greeting. */
 export const HOST = "poppass.test";
 
