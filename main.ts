@@ -17,7 +17,12 @@ import {
   parseInvocation,
   UsageError,
 } from "./lib/config.ts";
-import { describe, serve, type ServeOptions } from "./lib/listener.ts";
+import {
+  describe,
+  serve,
+  type ServeOptions,
+  type Server,
+} from "./lib/listener.ts";
 import { processLog, stderrSink } from "./lib/log.ts";
 import { type TlsFiles, tlsProblem } from "./lib/transports.ts";
 import { asksForListen, usageText } from "./lib/options.ts";
@@ -48,12 +53,18 @@ export async function main(args: readonly string[]): Promise<number> {
     const backend = await createBackend(config, log);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
-      await serveListen(config.mode, {
-        greeting,
-        backend,
-        limits: config.limits,
-        sink,
-      }, log);
+      await serveListen(
+        config.mode,
+        {
+          greeting,
+          backend,
+          limits: config.limits,
+          sink,
+        },
+        (server) =>
+          `${describe(server, config.limits)}; ${backendText(config)}`,
+        log,
+      );
       return EXIT.ok;
     }
     await serveStdio({ greeting, backend, limits: config.limits, sink, env });
@@ -67,6 +78,7 @@ export async function main(args: readonly string[]): Promise<number> {
 async function serveListen(
   mode: Extract<Config["mode"], { kind: "listen" }>,
   common: Omit<ServeOptions, "addresses" | "loadTls">,
+  startupLine: (server: Server) => string,
   log: (message: string) => void,
 ): Promise<void> {
   const tls = mode.tls;
@@ -78,7 +90,7 @@ async function serveListen(
     addresses: mode.addresses,
     ...(loadTls ? { loadTls } : {}),
   });
-  log(describe(server, common.limits));
+  log(startupLine(server));
   const stop = () => void server.shutdown();
   const reload = () =>
     server.reloadTls().catch((e) =>
@@ -122,6 +134,15 @@ async function readTlsFiles(
   return files;
 }
 
+/** The back end, for the startup line. */
+function backendText(config: Config): string {
+  const backend = config.backend;
+  if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
+  return backend.helper === undefined
+    ? "fd-3 shim /bin/sh"
+    : `fd-3 helper ${backend.helper}`;
+}
+
 /** The external programs, or the built-in passwd-file back end. */
 async function createBackend(
   config: Config,
@@ -133,6 +154,7 @@ async function createBackend(
       checkArgv: backend.checkArgv,
       setArgv: backend.setArgv,
       childTimeoutMs: config.limits.childTimeoutMs,
+      ...(backend.helper === undefined ? {} : { helper: backend.helper }),
     });
   }
   try {

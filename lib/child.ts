@@ -4,7 +4,9 @@
  *
  * `Deno.Command` cannot hand a child a fourth descriptor, so a tiny
  * `/bin/sh` shim moves the stdin pipe onto fd 3 and puts `/dev/null` on
- * fd 0 before it execs the program. The child runs in its own process
+ * fd 0 before it execs the program. `lib/fd3exec.c`, when the operator
+ * builds it and names it (`--fd3-helper`), does the same and the setsid in
+ * one exec instead of three. The child runs in its own process
  * group, which is killed on timeout and again after a normal exit so no
  * grandchild survives. Its stdout and stderr are captured for the log and
  * can never reach the client.
@@ -47,6 +49,8 @@ export interface ChildOptions {
   readonly onOutput?: (stream: "stdout" | "stderr", line: string) => void;
   /** Octet strings (passwords) blanked out of captured output before logging. */
   readonly redact?: readonly Uint8Array[];
+  /** The compiled shim (`lib/fd3exec.c`); without it, `/bin/sh` and `setsid`. */
+  readonly helper?: string;
 }
 
 /** The shim: payload pipe (stdin) onto fd 3, `/dev/null` onto fd 0, exec the program. */
@@ -64,6 +68,15 @@ const SETSID = "/usr/bin/setsid";
 let setsidPresent: boolean | undefined;
 
 function spawnShim(options: ChildOptions): Deno.ChildProcess {
+  if (options.helper !== undefined) {
+    return new Deno.Command(options.helper, {
+      args: [...options.argv],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { ...options.env },
+    }).spawn();
+  }
   setsidPresent ??= isExecutable(SETSID);
   const program = setsidPresent ? [SETSID, ...options.argv] : options.argv;
   return new Deno.Command("/bin/sh", {

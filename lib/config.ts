@@ -32,6 +32,8 @@ export type BackendConfig =
     readonly kind: "programs";
     readonly checkArgv: string[];
     readonly setArgv: string[];
+    /** The compiled fd-3 shim, checked executable; absent: `/bin/sh`. */
+    readonly helper?: string;
   }
   | {
     readonly kind: "passwdFile";
@@ -148,7 +150,13 @@ function parseBackend(
   warnings: string[],
 ): BackendConfig {
   const passwdFile = get("passwd-file");
+  const helperWord = get("fd3-helper");
   if (passwdFile !== undefined) {
+    if (helperWord !== undefined) {
+      throw new UsageError(
+        "--fd3-helper starts the checkpassword chain; --passwd-file runs no programs",
+      );
+    }
     if (chain.length > 0) {
       throw new UsageError(
         "--passwd-file replaces the checkpassword chain: give only the hostname",
@@ -197,7 +205,14 @@ function parseBackend(
         "but an indimail module such as vchkpass runs the next program on FAILURE, so vchkpass /bin/true accepts any password; end such chains in /bin/false",
     );
   }
-  return { kind: "programs", checkArgv, setArgv };
+  if (helperWord === undefined) return { kind: "programs", checkArgv, setArgv };
+  if (!helperWord.startsWith("/")) {
+    throw new UsageError(
+      `--fd3-helper ${quote(helperWord)}: give an absolute path`,
+    );
+  }
+  const helper = resolveProgram("--fd3-helper", helperWord, env, probe);
+  return { kind: "programs", checkArgv, setArgv, helper };
 }
 
 function parseScheme(text: string): PasswdScheme {

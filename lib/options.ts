@@ -88,6 +88,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "N  listen: sessions per client IP (10, 0 = off)",
   },
   {
+    name: "fd3-helper",
+    env: "POPPASS_FD3_HELPER",
+    kind: "text",
+    help: "FILE  compiled fd-3 shim (lib/fd3exec.c) instead of /bin/sh",
+  },
+  {
     name: "passwd-file",
     env: "POPPASS_PASSWD_FILE",
     kind: "text",

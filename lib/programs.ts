@@ -30,6 +30,8 @@ export interface ProgramOptions {
   readonly setArgv: readonly string[];
   /** Deadline per child program. */
   readonly childTimeoutMs: number;
+  /** The compiled fd-3 shim (`--fd3-helper`); without it, `/bin/sh`. */
+  readonly helper?: string;
 }
 
 /**
@@ -94,6 +96,7 @@ export function programBackend(options: ProgramOptions): Backend {
         timeoutMs: options.childTimeoutMs,
         env: peer.env,
         redact: secrets,
+        ...(options.helper === undefined ? {} : { helper: options.helper }),
         onOutput: (stream, line) => peer.log?.(`${name} ${stream}: ${line}`),
       });
       return outcomeOf(result);

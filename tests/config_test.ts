@@ -170,6 +170,33 @@ Deno.test("parseInvocation() reads listen mode, TLS and the plaintext guard", ()
   });
 });
 
+Deno.test("parseInvocation() takes the fd-3 helper from --fd3-helper or POPPASS_FD3_HELPER", () => {
+  const programs = (args: string[], vars: Record<string, string>) => {
+    const backend = run(args, vars).backend;
+    assert.equal(backend.kind, "programs");
+    return backend;
+  };
+  assert.equal(programs(["host", "/bin/check"], BASE).helper, undefined);
+  assert.equal(
+    programs(["--fd3-helper", "/bin/true", "host", "/bin/check"], BASE).helper,
+    "/bin/true",
+  );
+  assert.equal(
+    programs(["host", "/bin/check"], {
+      ...BASE,
+      POPPASS_FD3_HELPER: "/opt/x/checkpassword",
+    }).helper,
+    "/opt/x/checkpassword",
+  );
+  assert.equal(
+    programs(["--fd3-helper=/bin/true", "host", "/bin/check"], {
+      ...BASE,
+      POPPASS_FD3_HELPER: "/opt/x/checkpassword",
+    }).helper,
+    "/bin/true",
+  );
+});
+
 Deno.test("parseInvocation() answers --help and --version", () => {
   assert.equal(parseInvocation(["--help"], envOf({}), probe).kind, "help");
   assert.equal(parseInvocation(["-h"], envOf({}), probe).kind, "help");
@@ -285,6 +312,30 @@ Deno.test("parseInvocation() refuses mistakes with one clear message", async (t)
       ["--allow-plaintext=yes", "host", "/bin/check"],
       BASE,
       /takes no value/,
+    ],
+    [
+      "a relative --fd3-helper",
+      ["--fd3-helper", "fd3exec", "host", "/bin/check"],
+      BASE,
+      /^--fd3-helper "fd3exec": give an absolute path$/,
+    ],
+    [
+      "a missing --fd3-helper",
+      ["--fd3-helper", "/opt/x/fd3exec", "host", "/bin/check"],
+      BASE,
+      /^--fd3-helper "\/opt\/x\/fd3exec" does not exist$/,
+    ],
+    [
+      "a POPPASS_FD3_HELPER that cannot run",
+      ["host", "/bin/check"],
+      { ...BASE, POPPASS_FD3_HELPER: "/etc/passwd" },
+      /^--fd3-helper "\/etc\/passwd" is not an executable file$/,
+    ],
+    [
+      "--fd3-helper with --passwd-file",
+      ["--fd3-helper", "/bin/true", "--passwd-file", "/x", "host"],
+      BASE,
+      /^--fd3-helper starts the checkpassword chain; --passwd-file runs no programs$/,
     ],
   ];
   for (const [name, args, vars, pattern] of rows) {

@@ -30,13 +30,25 @@ import {
 import { converse, type Transcript } from "./helpers/talk.ts";
 import type { SocketClient } from "./helpers/client.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
+import {
+  launcher,
+  type LauncherKind,
+  LAUNCHERS,
+  launcherTest,
+} from "./helpers/fd3exec.ts";
 
 /** Under tcpserver a run belongs to the client port tcpserver reported to it. */
 const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
 
-function serve(box: Sandbox): Promise<Tcpserver> {
+function serve(
+  box: Sandbox,
+  launch: { readonly helper?: string } = {},
+): Promise<Tcpserver> {
+  const helper = launch.helper === undefined
+    ? []
+    : ["--fd3-helper", launch.helper];
   return Tcpserver.start({
-    program: [MAIN, ...SHORT, HOST, FAKEAUTH, "check"],
+    program: [MAIN, ...SHORT, ...helper, HOST, FAKEAUTH, "check"],
     env: { ...baseEnv(), ...box.env(), PASSWORD_COMMAND: `${FAKEAUTH} set` },
   });
 }
@@ -54,9 +66,21 @@ async function settle(
   await box.verify(transcripts, byClientPort);
 }
 
-Deno.test("tcpserver: the happy path, byte for byte, with the ucspi-tcp environment", async () => {
+for (const kind of LAUNCHERS) {
+  const { suffix, ignore } = launcherTest(kind);
+  Deno.test({
+    name:
+      "tcpserver: the happy path, byte for byte, with the ucspi-tcp environment" +
+      suffix,
+    ignore,
+    fn: () => happyPath(kind),
+  });
+}
+
+async function happyPath(kind: LauncherKind) {
+  await using launch = await launcher(kind);
   await using box = await Sandbox.create(ROW_ACCOUNTS);
-  await using server = await serve(box);
+  await using server = await serve(box, launch.options);
   await using client = await server.connect();
   const received = await converse(client.talk, [
     "user bob",
@@ -90,7 +114,7 @@ Deno.test("tcpserver: the happy path, byte for byte, with the ucspi-tcp environm
     server.log,
     /qmail-poppass\[\d+\] ip=127\.0\.0\.1: Password change for bob succeeded\n/,
   );
-});
+}
 
 Deno.test("tcpserver: every row of the reply table gets its exact octets", async (t) => {
   for (const row of ROWS) {

@@ -27,10 +27,14 @@ export function testPeer(
 }
 
 /** `fakeauth check` as the chain, `fakeauth set` as PASSWORD_COMMAND. */
-export function fakeBackend(childTimeoutMs = TIMEOUT): Backend {
+export function fakeBackend(
+  childTimeoutMs = TIMEOUT,
+  launcher: { readonly helper?: string } = {},
+): Backend {
   return programBackend({
     checkArgv: [FAKEAUTH, "check"],
     setArgv: [FAKEAUTH, "set"],
     childTimeoutMs,
+    ...launcher,
   });
 }
