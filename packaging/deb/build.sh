@@ -3,7 +3,8 @@
 #
 # The package holds the bundle (deno task bundle), the Deno runtime from
 # the npm package @deno/linux-x64-glibc (the version the tests ran with,
-# DENO_RUNTIME_VERSION, default 2.9.6), the launcher /usr/sbin/qmail-poppass,
+# DENO_RUNTIME_VERSION, default 2.9.6), fd3exec compiled from lib/fd3exec.c
+# (needs cc), the launcher /usr/sbin/qmail-poppass,
 # the man page, the systemd units, the daemontools and fail2ban examples
 # and a machine-readable copyright file. The only network it needs is the
 # npm registry (npm pack for the runtime; Deno fetches esbuild and the npm
@@ -31,7 +32,7 @@ die() {
   exit 1
 }
 
-for tool in dpkg-deb npm tar gzip md5sum sed awk git; do
+for tool in dpkg-deb npm tar gzip md5sum sed awk git cc; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
@@ -117,6 +118,15 @@ for found in $(grep -oE 'registry\.npmjs\.org/(@[^/]+/)?[^/]+/[0-9][^/]*/' \
   esac
 done
 
+# --- 2b. fd3exec, the compiled fd-3 shim -------------------------------------------
+# Debian's hardening flags (what dpkg-buildflags gives), stripped the way
+# dh_strip strips.
+say "compiling lib/fd3exec.c"
+cc -O2 -g0 -Wall -Wextra -Werror -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+  -fPIE -pie -Wl,-z,relro,-z,now -o "$work/fd3exec" lib/fd3exec.c ||
+  die "cannot compile lib/fd3exec.c"
+strip --remove-section=.comment --remove-section=.note "$work/fd3exec"
+
 # --- 3. The file tree ----------------------------------------------------------
 say "staging"
 doc=$stage/usr/share/doc/$package
@@ -127,6 +137,7 @@ install -d "$stage/DEBIAN" "$stage/usr/sbin" "$stage/usr/lib/$package" \
 install -m 0755 "$here/launcher.sh" "$stage/usr/sbin/$package"
 install -m 0755 "$deno" "$stage/usr/lib/$package/deno"
 install -m 0644 "$bundle" "$stage/usr/lib/$package/$package.js"
+install -m 0755 "$work/fd3exec" "$stage/usr/lib/$package/fd3exec"
 
 if [ -f "$package.8" ]; then
   manpage=$package.8

@@ -72,6 +72,18 @@ if [ -n "$listen" ]; then
   heap=--v8-flags=--max-old-space-size=64
 fi
 
+# The compiled fd-3 shim starts each checkpassword and setpassword program
+# in one exec instead of three (/bin/sh, setsid, the program). A
+# POPPASS_FD3_HELPER that is set wins, even empty (empty = the /bin/sh
+# shim), and so does --fd3-helper; passwd-file runs no programs, so it
+# gets none.
+helper=/usr/lib/qmail-poppass/fd3exec
+if [ -z "$passwd_file" ] && [ -z "${POPPASS_FD3_HELPER+set}" ] &&
+  [ -x "$helper" ]; then
+  POPPASS_FD3_HELPER=$helper
+  export POPPASS_FD3_HELPER
+fi
+
 write=
 if [ -n "$passwd_file" ]; then
   # The back end writes PATH.lock and a temporary file next to the file's
