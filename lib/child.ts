@@ -21,6 +21,7 @@ import {
   CHILD_LOG_LINES,
   CHILD_LOG_MAX,
   CHILD_READ_SIZE,
+  CHILD_READ_SMALL,
 } from "./limits.ts";
 import { sanitize } from "./log.ts";
 
@@ -195,8 +196,9 @@ interface Drain {
 
 /**
  * Read a child stream to its end, keeping the first CHILD_LOG_MAX octets for
- * the log. Reads go into two fixed buffers (BYOB), so a child that floods
- * hundreds of MiB costs no memory beyond them.
+ * the log. Reads go into a reused buffer (BYOB), small at first and big
+ * once the log's share is full, so a child that floods hundreds of MiB
+ * costs no memory beyond them and a quiet one costs 4 KiB.
  */
 function drain(
   stream: ReadableStream<Uint8Array>,
@@ -208,8 +210,8 @@ function drain(
     (max, secret) => Math.max(max, secret.length),
     0,
   );
-  const kept = new Uint8Array(CHILD_LOG_MAX + longest);
-  let scratch = new Uint8Array(CHILD_READ_SIZE);
+  let kept: Uint8Array | undefined;
+  let scratch = new Uint8Array(CHILD_READ_SMALL);
   let used = 0;
   let total = 0;
   const done = (async () => {
@@ -218,15 +220,22 @@ function drain(
         // The read transfers `scratch`'s memory; the result views the same memory again.
         const { value, done } = await reader.read(scratch);
         if (done || !value) break;
+        kept ??= new Uint8Array(CHILD_LOG_MAX + longest);
         const room = Math.min(value.length, kept.length - used);
         kept.set(value.subarray(0, room), used);
         used += room;
         total += value.length;
-        scratch = new Uint8Array(value.buffer).fill(0);
+        // Wipe what the child printed; keep the buffer until the log's
+        // share is full, then drain into a big one.
+        const wiped = new Uint8Array(value.buffer).fill(0);
+        scratch = used < kept.length || wiped.length === CHILD_READ_SIZE
+          ? wiped
+          : new Uint8Array(CHILD_READ_SIZE);
       }
     } catch {
       // Cancelled after the drain deadline, or the pipe failed: log what we have.
     }
+    if (kept === undefined) return;
     const logged = emitLines(kept.subarray(0, used), redact, emit);
     if (total > logged) emit(`(${total - logged} more octets not logged)`);
     kept.fill(0);
