@@ -16,9 +16,12 @@ import type { Kit, Target } from "./targets.ts";
 
 /** The targets, in the order they run. */
 export const TARGETS = [
-  ...["c-baseline", "spawn-floor", "listen", "stdio-ts", "stdio-bundle"],
-  ...["empty-deno", "debian-poppassd"],
+  ...["c-baseline", "spawn-floor", "spawn-floor-sh", "listen", "listen-sh"],
+  ...["stdio-ts", "stdio-bundle", "empty-deno", "debian-poppassd"],
 ];
+
+/** The stdio bundle as nobody with the package's read-only code cache. */
+const CACHED_BUNDLE = "stdio-bundle (package cache)";
 
 /** A row of the table: a load result, its target, memory peaks in KB and CPU (see `TreeSampler`). */
 export interface Row extends LoadResult {
@@ -89,6 +92,12 @@ function instancesOf(kit: Kit, name: string): Instance[] | string {
       const program = [kit.cBaseline, targets.HOSTNAME, kit.backend];
       return [{ start: tcp(program), plan: SERVER }];
     }
+    case "listen-sh":
+      if (!kit.fd3exec) return "no fd3exec (no cc): listen uses the shell shim";
+      return [{
+        start: () => targets.startListen(kit, "listen-sh", true),
+        plan: [["full", [1, 8]]],
+      }];
     case "listen":
       return [
         { start: () => targets.startListen(kit), plan: SERVER, then: attack },
@@ -112,7 +121,14 @@ function instancesOf(kit: Kit, name: string): Instance[] | string {
       const start = tcp(targets.stdioCommand(kit, bundled, flags), {
         ...{ cwd, env, nobody: true },
       });
-      return [root, { start, plan: [["greeting", [1]]], user: "nobody" }];
+      const nobody = { start, plan: [["greeting", [1]]], user: "nobody" };
+      if (!bundled || !kit.bundleCache) return [root, nobody] as Instance[];
+      // As the Debian package runs it: a code cache filled by root.
+      const cached = () =>
+        targets.startTcpserver(kit, CACHED_BUNDLE, program, {
+          ...{ cwd, env: { DENO_DIR: kit.bundleCache! }, nobody: true },
+        });
+      return [root, nobody, { ...nobody, start: cached }] as Instance[];
     }
     case "empty-deno": {
       const program = [...deno, kit.empty];
@@ -135,6 +151,16 @@ function instancesOf(kit: Kit, name: string): Instance[] | string {
 async function measureTarget(run: Run, name: string): Promise<void> {
   if (name === "spawn-floor") {
     for (const k of run.quick ? [1, 8] : [1, 8, 32]) await floorRow(run, k);
+    return;
+  }
+  if (name === "spawn-floor-sh") {
+    if (!run.kit.fd3exec) {
+      return note(
+        run,
+        `${name} skipped: no fd3exec, spawn-floor is the shell shim`,
+      );
+    }
+    for (const k of [1, 8]) await floorRow(run, k, true);
     return;
   }
   const instances = instancesOf(run.kit, name);
@@ -214,11 +240,16 @@ function addRow(run: Run, r: Row): void {
   );
 }
 
-/** The spawn floor at concurrency `k`, in its own Deno process. */
-async function floorRow(run: Run, k: number): Promise<void> {
+/** The spawn floor at concurrency `k`, in its own Deno process; fd3exec unless `shell`. */
+async function floorRow(run: Run, k: number, shell = false): Promise<void> {
   if (overTime(run)) return;
   const { kit } = run;
-  const options = { backend: kit.backend, concurrency: k, warmup: 4 * k };
+  const target = shell ? "spawn-floor-sh" : "spawn-floor";
+  const helper = !shell && kit.fd3exec ? { helper: kit.fd3exec } : {};
+  const options = {
+    ...{ backend: kit.backend, concurrency: k, warmup: 4 * k },
+    ...helper,
+  };
   const limits = limitsOf(run, "full");
   const floor = targets.spawnFloor(kit, { ...options, ...limits });
   const kill = () => Deno.kill(floor.pid, "SIGKILL");
@@ -228,7 +259,7 @@ async function floorRow(run: Run, k: number): Promise<void> {
   try {
     const result = await floor.result; // its cpuMs: measured inside
     const memory = { ...sampler.stop(), cpuMs: result.cpuMs };
-    addRow(run, { ...result, ...memory, target: "spawn-floor", user: "root" });
+    addRow(run, { ...result, ...memory, target, user: "root" });
   } catch (error) {
     note(run, (error as Error).message);
   } finally {
@@ -305,10 +336,14 @@ listen full@8 ÷ C baseline full@8, sessions/s | listen/full/8/root/perSecond | 
 listen full@8 ÷ spawn floor @8, sessions/s | listen/full/8/root/perSecond | spawn-floor/full/8/root/perSecond | ≥ 0.7
 same from CPU per session: C ÷ listen | c-baseline/full/8/root/cpuPerSession | listen/full/8/root/cpuPerSession | (info)
 same from CPU per session: floor ÷ listen | spawn-floor/full/8/root/cpuPerSession | listen/full/8/root/cpuPerSession | (info)
+listen with the /bin/sh shim full@8 ÷ C baseline full@8 | listen-sh/full/8/root/perSecond | c-baseline/full/8/root/perSecond | (info)
+listen, fd3exec ÷ /bin/sh shim, full@8, sessions/s | listen/full/8/root/perSecond | listen-sh/full/8/root/perSecond | (info)
+spawn floor, fd3exec ÷ /bin/sh shim, @8, sessions/s | spawn-floor/full/8/root/perSecond | spawn-floor-sh/full/8/root/perSecond | (info)
 good session p99, with 200 failing ÷ alone | listen/full, +200 failing/1/root/p99Ms | listen/full, alone/1/root/p99Ms | < 1.2
 stdio greeting p50, bundle ÷ empty deno run (root) | stdio-bundle/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | ≤ 1.2
 stdio greeting p50, main.ts ÷ empty deno run (root) | stdio-ts/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | (info)
-stdio greeting p50, bundle ÷ empty deno run (nobody) | stdio-bundle/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | ≤ 1.2
+stdio greeting p50, bundle with the package's code cache ÷ empty deno run (nobody) | stdio-bundle (package cache)/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | ≤ 1.2
+stdio greeting p50, bundle without a code cache ÷ empty deno run (nobody) | stdio-bundle/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | (info)
 stdio greeting p50, main.ts ÷ empty deno run (nobody) | stdio-ts/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | (info)
 `.trim().split("\n").map((line) => line.split(" | "));
 
@@ -356,7 +391,8 @@ function ratios(run: Run, r: Row): { vsC?: number; vsFloor?: number } {
       o.concurrency === r.concurrency && o.user === "root"
     )?.perSecond;
   const c = same("c-baseline", r.mode);
-  const floor = r.mode === "full" ? same("spawn-floor", "full") : undefined;
+  const floorOf = r.target.endsWith("-sh") ? "spawn-floor-sh" : "spawn-floor";
+  const floor = r.mode === "full" ? same(floorOf, "full") : undefined;
   return {
     ...(c ? { vsC: r.perSecond / c } : {}),
     ...(floor ? { vsFloor: r.perSecond / floor } : {}),

@@ -30,7 +30,11 @@ export interface Kit {
   readonly empty: string;
   readonly tcpserver?: string;
   readonly cBaseline?: string;
+  /** lib/fd3exec.c built as the Debian package builds it. */
+  readonly fd3exec?: string;
   readonly bundle?: string;
+  /** A DENO_DIR with the bundle's V8 code cache, filled as root, read-only for nobody (as the package does). */
+  readonly bundleCache?: string;
   readonly debianPoppassd?: string;
   /** A DENO_DIR warmed for main.ts that nobody can read but not write. */
   readonly denoDir?: string;
@@ -62,9 +66,11 @@ export async function prepareKit(
   const cc = which("cc");
   const backend = `${work}/trivial_backend${cc ? "" : ".sh"}`;
   const cBaseline = cc ? `${work}/poppassd_min` : undefined;
+  const fd3exec = cc ? `${work}/fd3exec` : undefined;
   if (cc) {
     await run(cc, ["-O2", "-o", backend, `${repo}/bench/c/trivial_backend.c`]);
     await run(cc, ["-O2", "-o", cBaseline!, `${repo}/bench/c/poppassd_min.c`]);
+    await run(cc, [...PACKAGE_CFLAGS, "-o", fd3exec!, `${repo}/lib/fd3exec.c`]);
   } else {
     note("no cc: shell back ends and no C baseline");
     await Deno.writeTextFile(backend, SHELL_BACKEND, { mode: 0o755 });
@@ -89,7 +95,9 @@ export async function prepareKit(
     empty,
     ...(tcpserver ? { tcpserver } : {}),
     ...(cBaseline ? { cBaseline } : {}),
+    ...(fd3exec ? { fd3exec } : {}),
     ...(bundled ? { bundle } : {}),
+    ...(bundled ? await bundleCache(work, bundle, backend, note) : {}),
     ...await debianPoppassd(work, note),
     ...await sharedDenoDir(repo, work, note),
     ...asNobody(note),
@@ -119,6 +127,39 @@ async function sharedDenoDir(
     return { denoDir };
   } catch (error) {
     note(`no DENO_DIR for nobody: ${(error as Error).message}`);
+    return {};
+  }
+}
+
+/** The flags packaging/deb/build.sh compiles lib/fd3exec.c with. */
+const PACKAGE_CFLAGS = [
+  ...["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
+  ...["-fPIE", "-pie", "-Wl,-z,relro,-z,now"],
+];
+
+/**
+ * The bundle's code cache as the Debian package makes it: three empty
+ * stdio sessions as root fill a DENO_DIR (V8 uses its cache from the
+ * second start on), which is then read-only for everyone else.
+ */
+async function bundleCache(
+  work: string,
+  bundle: string,
+  backend: string,
+  note: (text: string) => void,
+): Promise<{ bundleCache?: string }> {
+  const dir = `${work}/bundle-cache`;
+  try {
+    await Deno.mkdir(dir);
+    const env = { DENO_DIR: dir, NO_COLOR: "1", PASSWORD_COMMAND: backend };
+    const args = ["run", "--allow-all", bundle, HOSTNAME, backend];
+    for (let i = 0; i < 3; i++) {
+      await run(Deno.execPath(), args, work, 30_000, env);
+    }
+    await run("chmod", ["-R", "a+rX,go-w", dir]);
+    return { bundleCache: dir };
+  } catch (error) {
+    note(`no code cache for the bundle: ${(error as Error).message}`);
     return {};
   }
 }
@@ -227,9 +268,22 @@ export function which(name: string): string | undefined {
   return undefined;
 }
 
-/** Our server in listen mode on 127.0.0.1, port chosen by the OS, caps lifted. */
-export function startListen(kit: Kit, name = "listen"): Promise<Target> {
+/** `--fd3-helper` words: fd3exec when built and not `shell`, else none. */
+export function helperArgs(kit: Kit, shell = false): string[] {
+  return kit.fd3exec && !shell ? ["--fd3-helper", kit.fd3exec] : [];
+}
+
+/**
+ * Our server in listen mode on 127.0.0.1, port chosen by the OS, caps
+ * lifted; children started by fd3exec (as the package does) unless `shell`.
+ */
+export function startListen(
+  kit: Kit,
+  name = "listen",
+  shell = false,
+): Promise<Target> {
   const args = ["run", "--allow-all", `${kit.repo}/main.ts`];
+  args.push(...helperArgs(kit, shell));
   args.push("--listen", "127.0.0.1:0", "--max-sessions", "5000");
   args.push("--max-per-ip", "0", HOSTNAME, kit.backend);
   return startServer(name, kit.deno, args, kit.repo, serverEnv(kit), {
@@ -281,7 +335,7 @@ export function stdioCommand(
 ): string[] {
   const entry = bundled ? kit.bundle! : `${kit.repo}/main.ts`;
   const run = [kit.deno, "run", "--allow-all", ...flags];
-  return [...run, entry, HOSTNAME, kit.backend];
+  return [...run, entry, ...helperArgs(kit), HOSTNAME, kit.backend];
 }
 
 function serverEnv(kit: Kit, extra: Record<string, string> = {}) {
@@ -375,6 +429,8 @@ async function readLines(
 /** Settings of a spawn-floor run. */
 export interface FloorOptions {
   readonly backend: string;
+  /** fd3exec's path; absent: the /bin/sh shim. */
+  readonly helper?: string;
   readonly sessions: number;
   readonly concurrency: number;
   readonly maxMs: number;
@@ -408,6 +464,7 @@ export async function runFloor(
         env,
         redact: [old!, next!],
         onOutput: () => {},
+        ...(options.helper === undefined ? {} : { helper: options.helper }),
       });
       if (result.kind !== "exited" || result.code !== 0) {
         throw new Error(`back end: ${JSON.stringify(result)}`);
