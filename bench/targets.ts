@@ -30,7 +30,7 @@ export interface Kit {
   readonly empty: string;
   readonly tcpserver?: string;
   readonly cBaseline?: string;
-  /** lib/fd3exec.c built as the Debian package builds it. */
+  /** lib/fd3exec.c built as the Debian package builds it (packaging/build-fd3exec.sh). */
   readonly fd3exec?: string;
   readonly bundle?: string;
   /** A DENO_DIR with the bundle's V8 code cache, filled as root, read-only for nobody (as the package does). */
@@ -70,7 +70,8 @@ export async function prepareKit(
   if (cc) {
     await run(cc, ["-O2", "-o", backend, `${repo}/bench/c/trivial_backend.c`]);
     await run(cc, ["-O2", "-o", cBaseline!, `${repo}/bench/c/poppassd_min.c`]);
-    await run(cc, [...PACKAGE_CFLAGS, "-o", fd3exec!, `${repo}/lib/fd3exec.c`]);
+    const script = `${repo}/packaging/build-fd3exec.sh`;
+    await run("sh", [script, fd3exec!]); // the build the package ships
   } else {
     note("no cc: shell back ends and no C baseline");
     await Deno.writeTextFile(backend, SHELL_BACKEND, { mode: 0o755 });
@@ -130,12 +131,6 @@ async function sharedDenoDir(
     return {};
   }
 }
-
-/** The flags packaging/deb/build.sh compiles lib/fd3exec.c with. */
-const PACKAGE_CFLAGS = [
-  ...["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"],
-  ...["-fPIE", "-pie", "-Wl,-z,relro,-z,now"],
-];
 
 /**
  * The bundle's code cache as the Debian package makes it: three empty

@@ -123,10 +123,10 @@ for (const kind of LAUNCHERS) {
         });
       }
       const unrunnable = [
-        ["a program that is gone", "missing", 127],
-        ["a file without an execute bit", "plain", 126],
+        ["a program that is gone", "missing", 127, "No such file or directory"],
+        ["a file without an execute bit", "plain", 126, "Permission denied"],
       ] as const;
-      for (const [name, file, code] of unrunnable) {
+      for (const [name, file, code, why] of unrunnable) {
         await t.step(`${name} is temporary (exit ${code})`, async () => {
           await using box = await Sandbox.create();
           if (file === "plain") {
@@ -139,16 +139,20 @@ for (const kind of LAUNCHERS) {
             ...launch.options,
           });
           const { peer, log } = testPeer(box);
-          const outcome = await b.check(bytes("u"), bytes("p"), peer);
+          const outcome = await b.check(bytes("u"), bytes("pw-Zq9"), peer);
           assert.deepEqual(outcome, {
             kind: "temporary",
             reason: `exit ${code}, program cannot be executed`,
           });
           // The shell or fd3exec says why, on stderr, which is logged.
-          assert.ok(
-            log.some((l) => l.includes(`${box.dir}/${file}`)),
-            log.join("\n"),
-          );
+          const path = `${box.dir}/${file}`;
+          if (kind === "sh") {
+            assert.ok(log.some((l) => l.includes(path)), log.join("\n"));
+          } else {
+            assert.deepEqual(log, [
+              `${path} stderr: fd3exec: cannot run ${path}: ${why}`,
+            ]);
+          }
         });
       }
     },

@@ -119,13 +119,12 @@ for found in $(grep -oE 'registry\.npmjs\.org/(@[^/]+/)?[^/]+/[0-9][^/]*/' \
 done
 
 # --- 2b. fd3exec, the compiled fd-3 shim -------------------------------------------
-# Debian's hardening flags (what dpkg-buildflags gives), stripped the way
-# dh_strip strips.
+# The nolibc build on amd64 (see the script), stripped the way dh_strip
+# strips.
 say "compiling lib/fd3exec.c"
-cc -O2 -g0 -Wall -Wextra -Werror -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
-  -fPIE -pie -Wl,-z,relro,-z,now -o "$work/fd3exec" lib/fd3exec.c ||
+fd3exec_kind=$(sh packaging/build-fd3exec.sh "$work/fd3exec") ||
   die "cannot compile lib/fd3exec.c"
-strip --remove-section=.comment --remove-section=.note "$work/fd3exec"
+say "fd3exec: the $fd3exec_kind build"
 
 # --- 3. The file tree ----------------------------------------------------------
 say "staging"

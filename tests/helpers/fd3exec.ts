@@ -1,27 +1,36 @@
 /**
- * The two ways to start a back end, for tests that run every case through
- * both: the `/bin/sh` shim, and `lib/fd3exec.c` compiled with `cc` into a
- * temporary folder for the one test (removed on dispose). Without `cc` the
- * fd3exec tests are ignored, and their names say so.
+ * The ways to start a back end, for tests that run every case through
+ * each: the `/bin/sh` shim, and `lib/fd3exec.c` built by
+ * `packaging/build-fd3exec.sh` into a temporary folder for the one test
+ * (removed on dispose), with the C library and, on Linux x86_64 and
+ * aarch64, without. A build that cannot be made here is ignored, and the
+ * test's name says why.
  *
  * @module
  */
 
 import { hasTool } from "./tools.ts";
 
-/** The source of the compiled shim. */
-export const FD3EXEC_SOURCE = decodeURIComponent(
-  new URL("../../lib/fd3exec.c", import.meta.url).pathname,
+const SCRIPT = decodeURIComponent(
+  new URL("../../packaging/build-fd3exec.sh", import.meta.url).pathname,
 );
 
-/** Is a C compiler here to build the helper? */
-export const HAVE_CC = hasTool("cc");
-
 /** How a child is started. */
-export type LauncherKind = "sh" | "fd3exec";
+export type LauncherKind = "sh" | "libc" | "nolibc";
 
-/** Both, in the order tests run them. */
-export const LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec"];
+/** All of them, in the order tests run them. */
+export const LAUNCHERS: readonly LauncherKind[] = ["sh", "libc", "nolibc"];
+
+const NOLIBC_HERE = Deno.build.os === "linux" &&
+  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
+
+/** Why `kind` cannot run here, or undefined. */
+function missing(kind: LauncherKind): string | undefined {
+  if (kind === "sh") return undefined;
+  if (!hasTool("cc")) return "cc not installed";
+  if (kind === "nolibc" && !NOLIBC_HERE) return "no nolibc build here";
+  return undefined;
+}
 
 /** A launcher ready for `runChild` / `programBackend` options. */
 export interface Launcher extends AsyncDisposable {
@@ -34,27 +43,31 @@ export function launcherTest(kind: LauncherKind): {
   suffix: string;
   ignore: boolean;
 } {
-  const ignore = kind === "fd3exec" && !HAVE_CC;
-  const label = kind === "sh" ? "sh shim" : "fd3exec";
+  const why = missing(kind);
+  const label = kind === "sh" ? "sh shim" : `fd3exec ${kind}`;
   return {
-    suffix: ` [${label}]${ignore ? " (ignored: cc not installed)" : ""}`,
-    ignore,
+    suffix: ` [${label}]${why ? ` (ignored: ${why})` : ""}`,
+    ignore: why !== undefined,
   };
 }
 
-/** Compile `lib/fd3exec.c` (warnings are errors); throws with cc's output. */
-export async function buildFd3exec(): Promise<{ dir: string; path: string }> {
+/** Build fd3exec of `kind` into a new temporary folder; throws with the script's output. */
+export async function buildFd3exec(
+  kind: "libc" | "nolibc",
+): Promise<{ dir: string; path: string }> {
   const dir = await Deno.makeTempDir({ prefix: "fd3exec-" });
   const path = `${dir}/fd3exec`;
-  const out = await new Deno.Command("cc", {
-    args: ["-O2", "-Wall", "-Wextra", "-Werror", "-o", path, FD3EXEC_SOURCE],
+  const out = await new Deno.Command("sh", {
+    args: [SCRIPT, path, kind],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (!out.success) {
     await Deno.remove(dir, { recursive: true });
-    throw new Error(`cc failed: ${new TextDecoder().decode(out.stderr)}`);
+    throw new Error(
+      `build-fd3exec.sh ${kind}: ${new TextDecoder().decode(out.stderr)}`,
+    );
   }
   return { dir, path };
 }
@@ -64,7 +77,7 @@ export async function launcher(kind: LauncherKind): Promise<Launcher> {
   if (kind === "sh") {
     return { options: {}, [Symbol.asyncDispose]: async () => {} };
   }
-  const { dir, path } = await buildFd3exec();
+  const { dir, path } = await buildFd3exec(kind);
   return {
     options: { helper: path },
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
