@@ -27,8 +27,12 @@ export class LineReader {
   readonly #read: ChunkSource;
   readonly #now: () => number;
   readonly #maxLine: number;
-  /** Octets of the current line seen so far (at most maxLine + 1: a CR may follow). */
-  readonly #pending: Uint8Array;
+  /**
+   * Octets of a line split across chunks (at most maxLine + 1: a CR may
+   * follow); made on first need, since a line usually arrives whole and an
+   * idle session should hold no buffer.
+   */
+  #pending: Uint8Array | undefined;
   #used = 0;
   /** The unread rest of the last chunk, a view into `#whole`. */
   #chunk: Uint8Array = new Uint8Array(0);
@@ -42,7 +46,6 @@ export class LineReader {
     this.#read = read;
     this.#now = now;
     this.#maxLine = maxLine;
-    this.#pending = new Uint8Array(maxLine + 1);
   }
 
   /** The next complete line, `tooLong` as soon as the limit passes, or `eof`. */
@@ -76,26 +79,35 @@ export class LineReader {
       this.#finish();
       return { kind: "tooLong" };
     }
-    this.#pending.set(part, this.#used);
-    this.#used += part.length;
+    // The whole line is in this chunk: no need to gather it.
+    const whole = this.#used === 0 && lf >= 0;
+    if (!whole) {
+      this.#pending ??= new Uint8Array(this.#maxLine + 1);
+      this.#pending.set(part, this.#used);
+      this.#used += part.length;
+    }
     this.#chunk = lf < 0 ? new Uint8Array(0) : chunk.subarray(lf + 1);
+    if (lf < 0) {
+      if (this.#chunk.length === 0) this.#whole.fill(0);
+      return undefined;
+    }
+    const gathered = whole ? part : this.#pending!.subarray(0, this.#used);
+    let length = gathered.length;
+    if (length > 0 && gathered[length - 1] === CR) length--;
+    const line = length > this.#maxLine ? undefined : gathered.slice(0, length);
+    gathered.fill(0);
+    this.#used = 0;
     if (this.#chunk.length === 0) this.#whole.fill(0);
-    if (lf < 0) return undefined;
-    let length = this.#used;
-    if (length > 0 && this.#pending[length - 1] === CR) length--;
-    if (length > this.#maxLine) {
+    if (!line) {
       this.#finish();
       return { kind: "tooLong" };
     }
-    const line = this.#pending.slice(0, length);
-    this.#pending.fill(0, 0, this.#used);
-    this.#used = 0;
     return { kind: "line", line, arrivedAt: this.#chunkAt };
   }
 
   #finish(): void {
     this.#done = true;
-    this.#pending.fill(0);
+    this.#pending?.fill(0);
     this.#used = 0;
     this.#whole.fill(0);
     this.#chunk = new Uint8Array(0);

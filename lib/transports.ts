@@ -70,7 +70,7 @@ export async function tlsProblem(files: TlsFiles): Promise<string | undefined> {
 }
 
 /** Read size per client read: lines are at most a few hundred octets. */
-const READ_SIZE = 1024;
+const READ_SIZE = 512;
 
 /** `::ffff:192.0.2.1` → `192.0.2.1`, so logs and TCPREMOTEIP look the same on dual-stack sockets. */
 export function plainIp(ip: string): string {
