@@ -354,19 +354,21 @@ async function startServer(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const tail: string[] = [];
   let found: (port: number) => void = () => {};
   const port = new Promise<number>((resolve) => (found = resolve));
-  const reader = (from: string) => (line: string) => {
-    tail.push(line);
-    if (tail.length > 20) tail.shift();
-    const match = from === ready.from ? line.match(ready.pattern) : null;
-    if (match) found(Number(match[1]));
-  };
   let exited = false;
   child.status.then(() => (exited = true));
-  void readLines(child.stdout, reader("stdout"));
-  void readLines(child.stderr, reader("stderr"));
+  const outputs = {
+    stdout: new Output(child.stdout),
+    stderr: new Output(child.stderr),
+  };
+  void outputs[ready.from].waitFor(ready.pattern).then((match) => {
+    if (match) found(Number(match[1]));
+  });
+  const tail = {
+    join: (separator: string) =>
+      [outputs.stdout.tail(), outputs.stderr.tail()].join(separator),
+  };
   const stop = async () => {
     const kill = (signal: Deno.Signal) => {
       try {
@@ -405,19 +407,73 @@ async function startServer(
   };
 }
 
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let pending = "";
-  try {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      const lines = (pending + chunk).split("\n");
-      pending = lines.pop()!;
-      lines.forEach(onLine);
+/**
+ * A server's stdout or stderr, drained without decoding once the line a
+ * caller waits for has been seen: the load generator shares the machine
+ * with the server, and decoding every log line would tax the servers that
+ * log more. The last few KiB are kept raw for error messages.
+ */
+class Output {
+  #kept = new Uint8Array(0);
+  #waiters: {
+    pattern: RegExp;
+    resolve: (m: RegExpMatchArray | null) => void;
+  }[] = [];
+  #pending = "";
+  readonly #done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#done = this.#drain(stream);
+    void this.#done.then(() =>
+      this.#waiters.splice(0).forEach((w) => w.resolve(null))
+    );
+  }
+
+  /** The first line matching `pattern`, or null at end of output. */
+  waitFor(pattern: RegExp): Promise<RegExpMatchArray | null> {
+    return new Promise((resolve) => this.#waiters.push({ pattern, resolve }));
+  }
+
+  /** The last lines, as text. */
+  tail(): string {
+    return new TextDecoder().decode(this.#kept).trim();
+  }
+
+  /** Keep the last 4 KiB of output. */
+  #keep(chunk: Uint8Array): void {
+    const keep = 4096;
+    if (chunk.length >= keep) {
+      this.#kept = chunk.slice(chunk.length - keep);
+      return;
     }
-  } catch {
-    // the pipe broke as the server died; its tail says why
+    const total = Math.min(keep, this.#kept.length + chunk.length);
+    const next = new Uint8Array(total);
+    const old = total - chunk.length;
+    next.set(this.#kept.subarray(this.#kept.length - old), 0);
+    next.set(chunk, old);
+    this.#kept = next;
+  }
+
+  async #drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of stream) {
+        this.#keep(chunk);
+        if (this.#waiters.length === 0) continue;
+        const lines = (this.#pending + decoder.decode(chunk, { stream: true }))
+          .split("\n");
+        this.#pending = lines.pop()!;
+        for (const line of lines) {
+          this.#waiters = this.#waiters.filter((w) => {
+            const match = line.match(w.pattern);
+            if (match) w.resolve(match);
+            return !match;
+          });
+        }
+      }
+    } catch {
+      // the pipe broke as the server died; its tail says why
+    }
   }
 }
 
