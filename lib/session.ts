@@ -146,21 +146,20 @@ async function nextLine(
   const kind = limits.idleTimeoutMs <= sessionLeft
     ? "idleTimeout"
     : "sessionTimeout";
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<Wait>((resolve) => {
-    onAbort = () => resolve({ kind: "shutdown" });
-    shutdown?.addEventListener("abort", onAbort, { once: true });
-  });
   const line = reader.next();
+  // One promise settled by whichever comes first (an idle listen-mode
+  // session holds this, so it is kept small: no Promise.race).
+  let onAbort = () => {};
   try {
-    return await Promise.race([
-      line,
-      idle.done.then((): Wait => ({ kind })),
-      aborted,
-    ]);
+    return await new Promise<Wait>((resolve, reject) => {
+      onAbort = () => resolve({ kind: "shutdown" });
+      shutdown?.addEventListener("abort", onAbort, { once: true });
+      idle.done.then(() => resolve({ kind }));
+      line.then(resolve, reject);
+    });
   } finally {
     idle.cancel();
-    if (onAbort) shutdown?.removeEventListener("abort", onAbort);
+    shutdown?.removeEventListener("abort", onAbort);
     // A read still pending here ends when the caller closes the connection.
     line.catch(() => {});
   }
