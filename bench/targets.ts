@@ -80,7 +80,8 @@ export async function prepareKit(
   if (!tcpserver) tcpserver = await aptInstall("ucspi-tcp", "tcpserver", note);
   if (!tcpserver) note("no tcpserver: the stdio-mode targets are skipped");
   const bundle = `${work}/qmail-poppass.js`;
-  const bundleArgs = ["bundle", "--platform", "deno", "-o", bundle, "main.ts"];
+  // The same single file `deno task bundle` makes.
+  const bundleArgs = ["run", "-A", "packaging/bundle.ts", bundle];
   const bundled = await run(Deno.execPath(), bundleArgs, repo).then(
     () => Deno.chmod(bundle, 0o644).then(() => true),
     (e) => (note(`no bundle: ${e.message}`), false),
