@@ -11,13 +11,14 @@
 import { parseArgs } from "node:util";
 import * as load from "./loadgen.ts";
 import type { LoadResult, Mode } from "./loadgen.ts";
+import { measurePair, type Pair, type PairResult } from "./paired.ts";
 import * as targets from "./targets.ts";
 import type { Kit, Target } from "./targets.ts";
 
 /** The targets, in the order they run. */
 export const TARGETS = [
   ...["c-baseline", "spawn-floor", "spawn-floor-sh", "listen", "listen-sh"],
-  ...["stdio-ts", "stdio-bundle", "empty-deno", "debian-poppassd"],
+  ...["stdio-ts", "stdio-bundle", "empty-deno", "debian-poppassd", "paired"],
 ];
 
 /** The stdio bundle as nobody with the package's read-only code cache. */
@@ -65,6 +66,7 @@ interface Run {
   readonly notes: string[];
   readonly live: Set<{ stop(): Promise<void> }>;
   idle?: { connections: number; beforeKb: number; afterKb: number };
+  readonly pairs: PairResult[];
 }
 
 const SERVER: Plan = [
@@ -149,6 +151,19 @@ function instancesOf(kit: Kit, name: string): Instance[] | string {
 }
 
 async function measureTarget(run: Run, name: string): Promise<void> {
+  if (name === "paired") {
+    for (const pair of pairsOf(run)) {
+      if (overTime(run)) return;
+      try {
+        const result = await measurePair(pair, run.live);
+        run.pairs.push(result);
+        log(`${pair.what}: ${result.ratio.toFixed(2)}`);
+      } catch (error) {
+        note(run, `${pair.what}: ${(error as Error).message}`);
+      }
+    }
+    return;
+  }
   if (name === "spawn-floor") {
     for (const k of run.quick ? [1, 8] : [1, 8, 32]) await floorRow(run, k);
     return;
@@ -188,6 +203,61 @@ async function measureTarget(run: Run, name: string): Promise<void> {
     }
   }
 }
+
+/** The issue's ratios, measured interleaved (see bench/paired.ts). */
+function pairsOf(run: Run): Pair[] {
+  const { kit, quick } = run;
+  if (!kit.tcpserver) return [];
+  const tcp =
+    (name: string, program: string[], nobody = false, env = {}) => () =>
+      targets.startTcpserver(kit, name, program, { nobody, env });
+  const empty = [kit.deno, "run", "--allow-all", kit.empty];
+  const greeting = { concurrency: 1, block: quick ? 15 : 30, field: "p50Ms" };
+  const pairs: Pair[] = [];
+  if (kit.cBaseline) {
+    const c = [kit.cBaseline, targets.HOSTNAME, kit.backend];
+    pairs.push({
+      what: PAIRED.listenVsC,
+      a: { start: () => targets.startListen(kit), mode: "full" },
+      b: { start: tcp("c-baseline", c), mode: "full" },
+      ...{ concurrency: 8, block: quick ? 100 : 250, rounds: quick ? 4 : 8 },
+      field: "perSecond",
+    });
+  }
+  if (kit.bundle) {
+    const bundle = targets.stdioCommand(kit, true);
+    pairs.push({
+      what: PAIRED.stdioRoot,
+      a: { start: tcp("stdio-bundle", bundle), mode: "greeting" },
+      b: { start: tcp("empty-deno", empty), mode: "eof" },
+      ...greeting,
+      rounds: quick ? 4 : 10,
+    } as Pair);
+    if (kit.asNobody && kit.bundleCache) {
+      const cache = { DENO_DIR: kit.bundleCache };
+      pairs.push({
+        what: PAIRED.stdioNobody,
+        a: { start: tcp(CACHED_BUNDLE, bundle, true, cache), mode: "greeting" },
+        b: { start: tcp("empty-deno", empty, true), mode: "eof" },
+        ...greeting,
+        rounds: quick ? 4 : 10,
+      } as Pair);
+    }
+  }
+  return pairs;
+}
+
+const PAIRED = {
+  listenVsC: "listen full@8 ÷ C baseline full@8, sessions/s, interleaved",
+  stdioRoot: "stdio greeting p50, bundle ÷ empty deno run (root), interleaved",
+  stdioNobody:
+    "stdio greeting p50, bundle with the package's code cache ÷ empty deno run (nobody), interleaved",
+};
+const PAIRED_LIMITS: Record<string, string> = {
+  [PAIRED.listenVsC]: "≥ 1.0",
+  [PAIRED.stdioRoot]: "≤ 1.2",
+  [PAIRED.stdioNobody]: "≤ 1.2",
+};
 
 function overTime(run: Run): boolean {
   const over = performance.now() > run.deadline;
@@ -332,7 +402,7 @@ async function idleMemory(run: Run, target: Target): Promise<void> {
  * ("(info)" when none). A value is target/mode/concurrency/user/field.
  */
 const CHECKS = `
-listen full@8 ÷ C baseline full@8, sessions/s | listen/full/8/root/perSecond | c-baseline/full/8/root/perSecond | ≥ 1.0
+listen full@8 ÷ C baseline full@8, sessions/s, from the table | listen/full/8/root/perSecond | c-baseline/full/8/root/perSecond | (info)
 listen full@8 ÷ spawn floor @8, sessions/s | listen/full/8/root/perSecond | spawn-floor/full/8/root/perSecond | ≥ 0.7
 same from CPU per session: C ÷ listen | c-baseline/full/8/root/cpuPerSession | listen/full/8/root/cpuPerSession | (info)
 same from CPU per session: floor ÷ listen | spawn-floor/full/8/root/cpuPerSession | listen/full/8/root/cpuPerSession | (info)
@@ -340,9 +410,9 @@ listen with the /bin/sh shim full@8 ÷ C baseline full@8 | listen-sh/full/8/root
 listen, fd3exec ÷ /bin/sh shim, full@8, sessions/s | listen/full/8/root/perSecond | listen-sh/full/8/root/perSecond | (info)
 spawn floor, fd3exec ÷ /bin/sh shim, @8, sessions/s | spawn-floor/full/8/root/perSecond | spawn-floor-sh/full/8/root/perSecond | (info)
 good session p99, with 200 failing ÷ alone | listen/full, +200 failing/1/root/p99Ms | listen/full, alone/1/root/p99Ms | < 1.2
-stdio greeting p50, bundle ÷ empty deno run (root) | stdio-bundle/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | ≤ 1.2
+stdio greeting p50, bundle ÷ empty deno run (root), from the table | stdio-bundle/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | (info)
 stdio greeting p50, main.ts ÷ empty deno run (root) | stdio-ts/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | (info)
-stdio greeting p50, bundle with the package's code cache ÷ empty deno run (nobody) | stdio-bundle (package cache)/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | ≤ 1.2
+stdio greeting p50, bundle with the package's code cache ÷ empty deno run (nobody), from the table | stdio-bundle (package cache)/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | (info)
 stdio greeting p50, bundle without a code cache ÷ empty deno run (nobody) | stdio-bundle/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | (info)
 stdio greeting p50, main.ts ÷ empty deno run (nobody) | stdio-ts/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | (info)
 `.trim().split("\n").map((line) => line.split(" | "));
@@ -370,6 +440,15 @@ function checks(run: Run): Check[] {
       ...(met === undefined ? {} : { met }),
     };
   });
+  const paired = run.pairs.map((pair): Check => {
+    const limit = PAIRED_LIMITS[pair.what] ?? "(info)";
+    const bound = Number(limit.replace(/[^\d.]/g, ""));
+    const met = limit.startsWith("≥")
+      ? pair.ratio >= bound
+      : pair.ratio <= bound;
+    return { what: pair.what, value: pair.ratio, limit, met };
+  });
+  out.unshift(...paired);
   if (run.idle) {
     const { afterKb, beforeKb, connections } = run.idle;
     const v = (afterKb - beforeKb) / connections;
@@ -426,6 +505,17 @@ function report(run: Run, head: string[], found: Check[]): string {
     const verdict = c.met === undefined ? "" : c.met ? "met" : "**not met**";
     lines.push(`| ${c.what} | ${n(c.value, 2)} | ${c.limit} | ${verdict} |`);
   }
+  if (run.pairs.length > 0) {
+    lines.push(
+      "",
+      "| interleaved (bench/paired.ts) | A | B | A ÷ B | sessions | errors |",
+      "|---|--:|--:|--:|--:|--:|",
+    );
+    for (const p of run.pairs) {
+      const cells = [p.what, n(p.a, 2), n(p.b, 2), n(p.ratio, 2)];
+      lines.push(`| ${[...cells, p.sessions, p.errors].join(" | ")} |`);
+    }
+  }
   const idle = run.idle;
   if (idle) {
     const [before, after] = [mb(idle.beforeKb), mb(idle.afterKb)];
@@ -465,7 +555,7 @@ async function main(): Promise<number> {
   const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const kit = await targets.prepareKit(repo, (t) => (notes.push(t), log(t)));
   const run: Run = {
-    ...{ kit, quick, notes, rows: [], live: new Set() },
+    ...{ kit, quick, notes, rows: [], live: new Set(), pairs: [] },
     sessions,
     deadline: began + (quick ? 110_000 : 540_000),
   };
@@ -504,6 +594,7 @@ async function main(): Promise<number> {
       rows,
       checks: found,
       idle: run.idle,
+      pairs: run.pairs,
       notes,
     };
     console.log(JSON.stringify(out, null, 2));
