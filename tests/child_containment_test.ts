@@ -11,7 +11,7 @@ import { runChild } from "../lib/child.ts";
 import { fakeBackend, testPeer, TIMEOUT } from "./helpers/backend.ts";
 import { bytes, checkPayload } from "./helpers/bytes.ts";
 import { alive, groupMembers, waitUntil } from "./helpers/procs.ts";
-import { launcher, LAUNCHERS, launcherTest } from "./helpers/fd3exec.ts";
+import { forEachLauncher } from "./helpers/fd3exec.ts";
 import { FAKEAUTH, Sandbox } from "./helpers/sandbox.ts";
 
 /**
@@ -56,229 +56,198 @@ async function flood(launch: { readonly helper?: string }) {
   };
 }
 
-for (const kind of LAUNCHERS) {
-  const { suffix, ignore } = launcherTest(kind);
+forEachLauncher(
+  "a hanging child is killed at its deadline with its whole process group",
+  async (launch) => {
+    await using box = await Sandbox.create();
+    const started = performance.now();
+    const result = await runChild({
+      argv: [FAKEAUTH, "check"],
+      payload: checkPayload("hang-user", "pw"),
+      timeoutMs: 300,
+      env: box.env(),
+      ...launch.options,
+    });
+    const elapsed = performance.now() - started;
+    assert.deepEqual(result, { kind: "timeout", ms: 300 });
+    assert.ok(elapsed >= 300 && elapsed < 2_000, `took ${elapsed} ms`);
+    const [entry] = await box.ledger();
+    assert.equal(entry!.exit, "hang");
+    const gone = await waitUntil(
+      () => groupMembers(entry!.pid).length === 0,
+      1_000,
+    );
+    assert.ok(
+      gone,
+      `group ${entry!.pid} left: ${JSON.stringify(groupMembers(entry!.pid))}`,
+    );
+  },
+);
 
-  Deno.test({
-    name:
-      "a hanging child is killed at its deadline with its whole process group" +
-      suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      await using box = await Sandbox.create();
-      const started = performance.now();
-      const result = await runChild({
-        argv: [FAKEAUTH, "check"],
-        payload: checkPayload("hang-user", "pw"),
-        timeoutMs: 300,
-        env: box.env(),
-        ...launch.options,
-      });
-      const elapsed = performance.now() - started;
-      assert.deepEqual(result, { kind: "timeout", ms: 300 });
-      assert.ok(elapsed >= 300 && elapsed < 2_000, `took ${elapsed} ms`);
-      const [entry] = await box.ledger();
-      assert.equal(entry!.exit, "hang");
-      const gone = await waitUntil(
-        () => groupMembers(entry!.pid).length === 0,
-        1_000,
-      );
-      assert.ok(
-        gone,
-        `group ${entry!.pid} left: ${JSON.stringify(groupMembers(entry!.pid))}`,
-      );
-    },
-  });
+forEachLauncher(
+  "a grandchild that holds the pipes is killed and does not delay the result",
+  async (launch) => {
+    await using box = await Sandbox.create([["grand-user", "pw"]]);
+    const started = performance.now();
+    const outcome = await fakeBackend(TIMEOUT, launch.options).check(
+      bytes("grand-user"),
+      bytes("pw"),
+      testPeer(box).peer,
+    );
+    const elapsed = performance.now() - started;
+    assert.deepEqual(outcome, { kind: "ok" });
+    assert.ok(elapsed < 1_000, `took ${elapsed} ms`);
+    const [entry] = await box.ledger();
+    const grandchild = Number(entry!.env.GRANDCHILD);
+    assert.ok(grandchild > 0);
+    assert.ok(
+      await waitUntil(() => !alive(grandchild), 1_000),
+      `sleep ${grandchild} survived`,
+    );
+    assert.equal(groupMembers(entry!.pid).length, 0);
+  },
+);
 
-  Deno.test({
-    name:
-      "a grandchild that holds the pipes is killed and does not delay the result" +
-      suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      await using box = await Sandbox.create([["grand-user", "pw"]]);
-      const started = performance.now();
-      const outcome = await fakeBackend(TIMEOUT, launch.options).check(
-        bytes("grand-user"),
-        bytes("pw"),
-        testPeer(box).peer,
-      );
-      const elapsed = performance.now() - started;
-      assert.deepEqual(outcome, { kind: "ok" });
-      assert.ok(elapsed < 1_000, `took ${elapsed} ms`);
-      const [entry] = await box.ledger();
-      const grandchild = Number(entry!.env.GRANDCHILD);
-      assert.ok(grandchild > 0);
-      assert.ok(
-        await waitUntil(() => !alive(grandchild), 1_000),
-        `sleep ${grandchild} survived`,
-      );
-      assert.equal(groupMembers(entry!.pid).length, 0);
-    },
-  });
+forEachLauncher(
+  "a child that floods 200 MiB to stdout and stderr gets a normal outcome in bounded memory",
+  async (launch) => {
+    const { outcome, log, grownMiB, ms } = await flood(launch.options);
+    console.log(
+      `flood: ${ms.toFixed(0)} ms, RSS peak +${grownMiB.toFixed(1)} MiB`,
+    );
+    assert.deepEqual(outcome, { kind: "ok" });
+    // Measured: 54-71 MiB with a default reader (a fresh 64 KiB chunk per
+    // read, collected late, before da0c0fc); 13-20 MiB with one reused BYOB
+    // buffer. 40 MiB separates the two.
+    assert.ok(grownMiB < 40, `RSS grew by ${grownMiB.toFixed(1)} MiB`);
+    assert.ok(log.some((l) => l.startsWith(`${FAKEAUTH} stdout: flood`)));
+    assert.ok(log.some((l) => l.startsWith(`${FAKEAUTH} stderr: flood`)));
+    assert.ok(log.some((l) => /more octets not logged/.test(l)));
+  },
+);
 
-  Deno.test({
-    name:
-      "a child that floods 200 MiB to stdout and stderr gets a normal outcome in bounded memory" +
-      suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      const { outcome, log, grownMiB, ms } = await flood(launch.options);
-      console.log(
-        `flood: ${ms.toFixed(0)} ms, RSS peak +${grownMiB.toFixed(1)} MiB`,
-      );
-      assert.deepEqual(outcome, { kind: "ok" });
-      // Measured: 54-71 MiB with a default reader (a fresh 64 KiB chunk per
-      // read, collected late, before da0c0fc); 13-20 MiB with one reused BYOB
-      // buffer. 40 MiB separates the two.
-      assert.ok(grownMiB < 40, `RSS grew by ${grownMiB.toFixed(1)} MiB`);
-      assert.ok(log.some((l) => l.startsWith(`${FAKEAUTH} stdout: flood`)));
-      assert.ok(log.some((l) => l.startsWith(`${FAKEAUTH} stderr: flood`)));
-      assert.ok(log.some((l) => /more octets not logged/.test(l)));
-    },
-  });
+forEachLauncher(
+  "a flooding child's output takes at most a few KiB of log",
+  async (launch) => {
+    // Capping octets alone is not enough: every captured line becomes a log
+    // line with a prefix, so 682 six-octet lines per stream once made ~67 KiB
+    // of log in 1368 lines (before da0c0fc capped the line count too).
+    const { log } = await flood(launch.options);
+    const logged = log.join("\n").length;
+    assert.ok(
+      logged <= 16 * 1024,
+      `logged ${logged} characters in ${log.length} lines`,
+    );
+  },
+);
 
-  Deno.test({
-    name: "a flooding child's output takes at most a few KiB of log" + suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      // Capping octets alone is not enough: every captured line becomes a log
-      // line with a prefix, so 682 six-octet lines per stream once made ~67 KiB
-      // of log in 1368 lines (before da0c0fc capped the line count too).
-      const { log } = await flood(launch.options);
-      const logged = log.join("\n").length;
-      assert.ok(
-        logged <= 16 * 1024,
-        `logged ${logged} characters in ${log.length} lines`,
-      );
-    },
-  });
-
-  Deno.test({
-    name:
-      "a child that never reads fd 3 is rejected without an unhandled rejection" +
-      suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      await using box = await Sandbox.create([["any", "pw"]]);
-      const unhandled: unknown[] = [];
-      const onUnhandled = (event: PromiseRejectionEvent) => {
-        event.preventDefault();
-        unhandled.push(event.reason);
-      };
-      globalThis.addEventListener("unhandledrejection", onUnhandled);
-      try {
-        const b = fakeBackend(TIMEOUT, launch.options);
-        for (let i = 0; i < 10; i++) {
-          const p = testPeer(box, { FAKEAUTH_BEHAVE: "noread" }).peer;
-          const outcome = await b.check(
-            bytes("any"),
-            bytes("pw".repeat(200)),
-            p,
-          );
-          assert.equal(outcome.kind, "rejected", JSON.stringify(outcome));
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      } finally {
-        globalThis.removeEventListener("unhandledrejection", onUnhandled);
-      }
-      assert.deepEqual(unhandled, []);
-      const ledger = await box.ledger();
-      assert.equal(ledger.length, 10);
-      assert.ok(ledger.every((e) => e.payload.length === 0 && e.exit === "1"));
-    },
-  });
-
-  Deno.test({
-    name: "a child leads its own session and process group, and reads fd 3" +
-      suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      const lines: string[] = [];
-      // Fields 1, 5 and 6 of /proc/PID/stat: pid, process group, session.
-      const script =
-        "cut -d' ' -f1,5,6 /proc/$$/stat; od -An -c <&3 | tr -s ' '";
-      const result = await runChild({
-        argv: ["/bin/sh", "-c", script],
-        payload: bytes("u", 0, "p", 0),
-        timeoutMs: TIMEOUT,
-        onOutput: (_stream, line) => lines.push(line),
-        ...launch.options,
-      });
-      assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
-      const [pid, group, session] = lines[0]!.split(" ");
-      assert.ok(Number(pid) > 0, lines[0]);
-      assert.deepEqual([group, session], [pid, pid]);
-      assert.equal(lines[1], " u \\0 p \\0");
-      assert.notEqual(Number(pid), Deno.pid);
-    },
-  });
-
-  Deno.test({
-    name: "a child's stdout reaches only onOutput and its stdin is /dev/null" +
-      suffix,
-    ignore,
-    fn: async () => {
-      await using launch = await launcher(kind);
-      await using box = await Sandbox.create([["noise-user", "pw"]]);
-      const lines: [string, string][] = [];
-      const result = await runChild({
-        argv: [FAKEAUTH, "check"],
-        payload: checkPayload("noise-user", "pw"),
-        timeoutMs: TIMEOUT,
-        env: box.env(),
-        ...launch.options,
-        onOutput: (stream, line) => lines.push([stream, line]),
-      });
-      assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
-      assert.deepEqual(lines, [["stdout", "553 Sorry (#5.7.1)"]]);
-      const [entry] = await box.ledger();
-      assert.equal(entry!.env.FD0, "/dev/null");
-      assert.match(entry!.env.FD1!, /^pipe:/);
-    },
-  });
-
-  Deno.test({
-    name: "passwords are blanked out of a child's captured output" + suffix,
-    ignore,
-    fn: async (t) => {
-      await using launch = await launcher(kind);
-      const cases = [["check", "Mark-echo-c1 x", ""], [
-        "set",
-        "Mark-echo-s1",
-        "Mark-echo-n1 ü",
-      ]];
-      for (const [mode, old, next] of cases) {
-        await t.step(
-          `${mode}: the logged line does not contain the password`,
-          async () => {
-            await using box = await Sandbox.create([["echo-user", old!]]);
-            const { peer: p, log } = testPeer(box);
-            const b = fakeBackend(TIMEOUT, launch.options);
-            const outcome = mode === "check"
-              ? await b.check(bytes("echo-user"), bytes(old!), p)
-              : await b.change(
-                bytes("echo-user"),
-                bytes(old!),
-                bytes(next!),
-                p,
-              );
-            assert.deepEqual(outcome, { kind: "ok" });
-            const text = log.join("\n");
-            assert.match(text, /stdout: echo-user\?\*+\?/);
-            for (const secret of [old!, next!].filter((s) => s !== "")) {
-              assert.ok(!text.includes(secret), text);
-              assert.ok(!text.includes(secret.slice(0, 9)), text);
-            }
-          },
+forEachLauncher(
+  "a child that never reads fd 3 is rejected without an unhandled rejection",
+  async (launch) => {
+    await using box = await Sandbox.create([["any", "pw"]]);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      unhandled.push(event.reason);
+    };
+    globalThis.addEventListener("unhandledrejection", onUnhandled);
+    try {
+      const b = fakeBackend(TIMEOUT, launch.options);
+      for (let i = 0; i < 10; i++) {
+        const p = testPeer(box, { FAKEAUTH_BEHAVE: "noread" }).peer;
+        const outcome = await b.check(
+          bytes("any"),
+          bytes("pw".repeat(200)),
+          p,
         );
+        assert.equal(outcome.kind, "rejected", JSON.stringify(outcome));
       }
-    },
-  });
-}
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    }
+    assert.deepEqual(unhandled, []);
+    const ledger = await box.ledger();
+    assert.equal(ledger.length, 10);
+    assert.ok(ledger.every((e) => e.payload.length === 0 && e.exit === "1"));
+  },
+);
+
+forEachLauncher(
+  "a child leads its own session and process group, and reads fd 3",
+  async (launch) => {
+    const lines: string[] = [];
+    // Fields 1, 5 and 6 of /proc/PID/stat: pid, process group, session.
+    const script = "cut -d' ' -f1,5,6 /proc/$$/stat; od -An -c <&3 | tr -s ' '";
+    const result = await runChild({
+      argv: ["/bin/sh", "-c", script],
+      payload: bytes("u", 0, "p", 0),
+      timeoutMs: TIMEOUT,
+      onOutput: (_stream, line) => lines.push(line),
+      ...launch.options,
+    });
+    assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
+    const [pid, group, session] = lines[0]!.split(" ");
+    assert.ok(Number(pid) > 0, lines[0]);
+    assert.deepEqual([group, session], [pid, pid]);
+    assert.equal(lines[1], " u \\0 p \\0");
+    assert.notEqual(Number(pid), Deno.pid);
+  },
+);
+
+forEachLauncher(
+  "a child's stdout reaches only onOutput and its stdin is /dev/null",
+  async (launch) => {
+    await using box = await Sandbox.create([["noise-user", "pw"]]);
+    const lines: [string, string][] = [];
+    const result = await runChild({
+      argv: [FAKEAUTH, "check"],
+      payload: checkPayload("noise-user", "pw"),
+      timeoutMs: TIMEOUT,
+      env: box.env(),
+      ...launch.options,
+      onOutput: (stream, line) => lines.push([stream, line]),
+    });
+    assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
+    assert.deepEqual(lines, [["stdout", "553 Sorry (#5.7.1)"]]);
+    const [entry] = await box.ledger();
+    assert.equal(entry!.env.FD0, "/dev/null");
+    assert.match(entry!.env.FD1!, /^pipe:/);
+  },
+);
+
+forEachLauncher(
+  "passwords are blanked out of a child's captured output",
+  async (launch, t) => {
+    const cases = [["check", "Mark-echo-c1 x", ""], [
+      "set",
+      "Mark-echo-s1",
+      "Mark-echo-n1 ü",
+    ]];
+    for (const [mode, old, next] of cases) {
+      await t.step(
+        `${mode}: the logged line does not contain the password`,
+        async () => {
+          await using box = await Sandbox.create([["echo-user", old!]]);
+          const { peer: p, log } = testPeer(box);
+          const b = fakeBackend(TIMEOUT, launch.options);
+          const outcome = mode === "check"
+            ? await b.check(bytes("echo-user"), bytes(old!), p)
+            : await b.change(
+              bytes("echo-user"),
+              bytes(old!),
+              bytes(next!),
+              p,
+            );
+          assert.deepEqual(outcome, { kind: "ok" });
+          const text = log.join("\n");
+          assert.match(text, /stdout: echo-user\?\*+\?/);
+          for (const secret of [old!, next!].filter((s) => s !== "")) {
+            assert.ok(!text.includes(secret), text);
+            assert.ok(!text.includes(secret.slice(0, 9)), text);
+          }
+        },
+      );
+    }
+  },
+);

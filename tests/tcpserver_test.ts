@@ -30,12 +30,7 @@ import {
 import { converse, type Transcript } from "./helpers/talk.ts";
 import type { SocketClient } from "./helpers/client.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
-import {
-  launcher,
-  type LauncherKind,
-  LAUNCHERS,
-  launcherTest,
-} from "./helpers/fd3exec.ts";
+import { forEachLauncher, type Launcher } from "./helpers/fd3exec.ts";
 
 /** Under tcpserver a run belongs to the client port tcpserver reported to it. */
 const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
@@ -66,19 +61,12 @@ async function settle(
   await box.verify(transcripts, byClientPort);
 }
 
-for (const kind of LAUNCHERS) {
-  const { suffix, ignore } = launcherTest(kind);
-  Deno.test({
-    name:
-      "tcpserver: the happy path, byte for byte, with the ucspi-tcp environment" +
-      suffix,
-    ignore,
-    fn: () => happyPath(kind),
-  });
-}
+forEachLauncher(
+  "tcpserver: the happy path, byte for byte, with the ucspi-tcp environment",
+  happyPath,
+);
 
-async function happyPath(kind: LauncherKind) {
-  await using launch = await launcher(kind);
+async function happyPath(launch: Launcher) {
   await using box = await Sandbox.create(ROW_ACCOUNTS);
   await using server = await serve(box, launch.options);
   await using client = await server.connect();

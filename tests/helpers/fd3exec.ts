@@ -19,7 +19,7 @@ const SCRIPT = decodeURIComponent(
 export type LauncherKind = "sh" | "libc" | "nolibc";
 
 /** All of them, in the order tests run them. */
-export const LAUNCHERS: readonly LauncherKind[] = ["sh", "libc", "nolibc"];
+const LAUNCHERS: readonly LauncherKind[] = ["sh", "libc", "nolibc"];
 
 const NOLIBC_HERE = Deno.build.os === "linux" &&
   (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
@@ -39,7 +39,7 @@ export interface Launcher extends AsyncDisposable {
 }
 
 /** Test-name suffix and `ignore` flag for a test that uses `kind`. */
-export function launcherTest(kind: LauncherKind): {
+function launcherTest(kind: LauncherKind): {
   suffix: string;
   ignore: boolean;
 } {
@@ -52,7 +52,7 @@ export function launcherTest(kind: LauncherKind): {
 }
 
 /** Build fd3exec of `kind` into a new temporary folder; throws with the script's output. */
-export async function buildFd3exec(
+async function buildFd3exec(
   kind: "libc" | "nolibc",
 ): Promise<{ dir: string; path: string }> {
   const dir = await Deno.makeTempDir({ prefix: "fd3exec-" });
@@ -72,8 +72,34 @@ export async function buildFd3exec(
   return { dir, path };
 }
 
+/**
+ * Register one test per launcher: `name [sh shim]`, `name [fd3exec libc]`,
+ * `name [fd3exec nolibc]`, each ignored (and saying why) where it cannot
+ * run, each with its own launcher, disposed after the test.
+ */
+export function forEachLauncher(
+  name: string,
+  fn: (
+    launch: Launcher,
+    t: Deno.TestContext,
+    kind: LauncherKind,
+  ) => Promise<void>,
+): void {
+  for (const kind of LAUNCHERS) {
+    const { suffix, ignore } = launcherTest(kind);
+    Deno.test({
+      name: name + suffix,
+      ignore,
+      fn: async (t) => {
+        await using launch = await launcher(kind);
+        await fn(launch, t, kind);
+      },
+    });
+  }
+}
+
 /** Get a launcher of `kind` for one test. */
-export async function launcher(kind: LauncherKind): Promise<Launcher> {
+async function launcher(kind: LauncherKind): Promise<Launcher> {
   if (kind === "sh") {
     return { options: {}, [Symbol.asyncDispose]: async () => {} };
   }
