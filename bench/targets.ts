@@ -366,10 +366,8 @@ async function startServer(
   void outputs[ready.from].waitFor(ready.pattern).then((match) => {
     if (match) found(Number(match[1]));
   });
-  const tail = {
-    join: (separator: string) =>
-      [outputs.stdout.tail(), outputs.stderr.tail()].join(separator),
-  };
+  const tail = (separator: string) =>
+    [outputs.stdout.tail(), outputs.stderr.tail()].join(separator);
   const stop = async () => {
     const kill = (signal: Deno.Signal) => {
       try {
@@ -383,8 +381,7 @@ async function startServer(
     await child.status;
     clearTimeout(timer);
   };
-  const failed = (why: string) =>
-    new Error(`${name}: ${why}: ${tail.join(" | ")}`);
+  const failed = (why: string) => new Error(`${name}: ${why}: ${tail(" | ")}`);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const first = await Promise.race([
     port,
@@ -402,7 +399,7 @@ async function startServer(
     name,
     port: first,
     pid: child.pid,
-    tail: () => tail.join("\n"),
+    tail: () => tail("\n"),
     running: () => !exited,
     stop,
   };

@@ -61,6 +61,14 @@ export const CHILD_LOG_LINES = 20;
 export const CHILD_LINE_MAX = 200;
 
 /**
+ * Octets asked for in each read from a client (stdio and listen mode): a
+ * line is at most `maxLine` (512 by default) and the LineReader joins a
+ * line split across reads, while a pending read holds its buffer, so
+ * smaller means less memory per idle listen-mode connection.
+ */
+export const CLIENT_READ_SIZE = 512;
+
+/**
  * Read sizes for child output. Most children print nothing or a line, so
  * a stream starts with a small buffer; once the log's share is full, the
  * rest is only drained, with one big reused buffer so a flood takes few

@@ -7,12 +7,9 @@
 
 import type { Backend } from "./backend.ts";
 import { realClock } from "./clock.ts";
-import type { Limits } from "./limits.ts";
+import { CLIENT_READ_SIZE, type Limits } from "./limits.ts";
 import { type LogSink, sessionLog } from "./log.ts";
 import { type Connection, runSession, type SessionEnd } from "./session.ts";
-
-/** Read size per client read: lines are at most a few hundred octets. */
-const READ_SIZE = 1024;
 
 /** Write all of `bytes` to a `Deno.Writer`-like sink. */
 export async function writeAll(
@@ -59,7 +56,7 @@ export async function serveStdio(options: {
   // ~5 ms of every start (measured), and a start happens per connection.
   const conn: Connection = {
     read: async () => {
-      const buffer = new Uint8Array(READ_SIZE);
+      const buffer = new Uint8Array(CLIENT_READ_SIZE);
       const n = await Deno.stdin.read(buffer);
       return n === null ? null : buffer.subarray(0, n);
     },

@@ -11,7 +11,7 @@ import type { X509Certificate } from "node:crypto";
 import type { Socket } from "node:net";
 import type { Server, TLSSocket } from "node:tls";
 import type { ListenAddress } from "./config.ts";
-import { TLS_CLOSE_MS, TLS_HANDSHAKE_MS } from "./limits.ts";
+import { CLIENT_READ_SIZE, TLS_CLOSE_MS, TLS_HANDSHAKE_MS } from "./limits.ts";
 import type { Connection } from "./session.ts";
 import { writeAll } from "./stdio.ts";
 
@@ -69,9 +69,6 @@ export async function tlsProblem(files: TlsFiles): Promise<string | undefined> {
   return "--tls-key does not belong to the first certificate in --tls-cert";
 }
 
-/** Read size per client read: lines are at most a few hundred octets. */
-const READ_SIZE = 512;
-
 /** `::ffff:192.0.2.1` → `192.0.2.1`, so logs and TCPREMOTEIP look the same on dual-stack sockets. */
 export function plainIp(ip: string): string {
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? ip.slice(7) : ip;
@@ -128,7 +125,7 @@ function fromDenoConn(conn: Deno.TcpConn): Accepted {
   return {
     conn: {
       read: async () => {
-        const buffer = new Uint8Array(READ_SIZE);
+        const buffer = new Uint8Array(CLIENT_READ_SIZE);
         const n = await conn.read(buffer);
         return n === null ? null : buffer.subarray(0, n);
       },

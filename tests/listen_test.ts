@@ -5,6 +5,7 @@
  * Cases 4, 21, 24, 27 and 28 of `../shared/spec/test-plan.md`.
  */
 
+import { forEachLauncher } from "./helpers/fd3exec.ts";
 import assert from "node:assert/strict";
 import { writeAccounts } from "./helpers/accounts.ts";
 import { changePayload, checkPayload, hex } from "./helpers/bytes.ts";
@@ -44,69 +45,88 @@ async function change(c: Client, user: string, old: string, next: string) {
 
 const FULL = [greeting(), R.userOk, R.passOk, R.changed, R.bye];
 
-Deno.test("listen mode serves full sessions on 127.0.0.1 and [::1] byte for byte", async (t) => {
-  await using scratch = await Scratch.create();
-  const users: [string, string][] = [["bob4", " old pw ü "], [
-    "bob6",
-    "old\tsix",
-  ]];
-  const { server, fa } = await fakeauthServer(
-    scratch,
-    ["--listen", "127.0.0.1:0", "--listen", "[::1]:0"],
-    users,
-  );
-  await using _ = server;
-  assert.deepEqual(server.bound.map((b) => [b.ip, b.tls]), [[V4, false], [
-    V6,
-    false,
-  ]]);
-  for (
-    const [index, [ip, user, old, next]] of [
-      [V4, "bob4", " old pw ü ", "  new ⚡ pw  "],
-      [V6, "bob6", "old\tsix", "n"],
-    ].entries()
-  ) {
-    await t.step(
-      `a change over ${ip} gets exact replies and exact fd-3 octets`,
-      async () => {
-        await using c = await Client.connect({
-          hostname: ip!,
-          port: server.port(index),
-        });
-        const { got, end } = await change(c, user!, old!, next!);
-        assert.deepEqual(got, FULL);
-        assert.deepEqual(end, { data: "", ending: "eof" });
-        const runs = (await readLedger(fa.ledger)).filter((e) =>
-          hex(e.payload).startsWith(hex(new TextEncoder().encode(user! + "\0")))
-        );
-        assert.deepEqual(runs.map((e) => [e.mode, e.exit]), [["check", "0"], [
-          "set",
-          "0",
-        ]]);
-        assert.deepEqual(runs[0]!.payload, checkPayload(user!, old!));
-        assert.deepEqual(runs[1]!.payload, changePayload(user!, old!, next!));
-        const accounts = await Deno.readTextFile(fa.accounts);
-        assert.match(
-          accounts,
-          new RegExp(
-            `^${hex(new TextEncoder().encode(user!))}:${
-              hex(new TextEncoder().encode(next!))
-            }$`,
-            "m",
-          ),
-        );
-        await server.waitForLog(
-          new RegExp(
-            `ip=${
-              ip!.replace(/\./g, "\\.")
-            }: Password change for ${user} succeeded$`,
-          ),
-        );
-      },
+forEachLauncher(
+  "listen mode serves full sessions on 127.0.0.1 and [::1] byte for byte",
+  async (launch, t) => {
+    await using scratch = await Scratch.create();
+    const users: [string, string][] = [["bob4", " old pw ü "], [
+      "bob6",
+      "old\tsix",
+    ]];
+    const helper = launch.options.helper;
+    const { server, fa } = await fakeauthServer(
+      scratch,
+      [
+        ...(helper === undefined ? [] : ["--fd3-helper", helper]),
+        ...["--listen", "127.0.0.1:0", "--listen", "[::1]:0"],
+      ],
+      users,
     );
-  }
-  assert.equal(server.stdout, "");
-});
+    await using _ = server;
+    // The startup line says how back ends are started.
+    const startup = server.logs.find((l) => l.includes("listening on"))!;
+    assert.ok(
+      startup.endsWith(
+        helper === undefined
+          ? "; fd-3 shim /bin/sh"
+          : `; fd-3 helper ${helper}`,
+      ),
+      startup,
+    );
+    assert.deepEqual(server.bound.map((b) => [b.ip, b.tls]), [[V4, false], [
+      V6,
+      false,
+    ]]);
+    for (
+      const [index, [ip, user, old, next]] of [
+        [V4, "bob4", " old pw ü ", "  new ⚡ pw  "],
+        [V6, "bob6", "old\tsix", "n"],
+      ].entries()
+    ) {
+      await t.step(
+        `a change over ${ip} gets exact replies and exact fd-3 octets`,
+        async () => {
+          await using c = await Client.connect({
+            hostname: ip!,
+            port: server.port(index),
+          });
+          const { got, end } = await change(c, user!, old!, next!);
+          assert.deepEqual(got, FULL);
+          assert.deepEqual(end, { data: "", ending: "eof" });
+          const runs = (await readLedger(fa.ledger)).filter((e) =>
+            hex(e.payload).startsWith(
+              hex(new TextEncoder().encode(user! + "\0")),
+            )
+          );
+          assert.deepEqual(runs.map((e) => [e.mode, e.exit]), [["check", "0"], [
+            "set",
+            "0",
+          ]]);
+          assert.deepEqual(runs[0]!.payload, checkPayload(user!, old!));
+          assert.deepEqual(runs[1]!.payload, changePayload(user!, old!, next!));
+          const accounts = await Deno.readTextFile(fa.accounts);
+          assert.match(
+            accounts,
+            new RegExp(
+              `^${hex(new TextEncoder().encode(user!))}:${
+                hex(new TextEncoder().encode(next!))
+              }$`,
+              "m",
+            ),
+          );
+          await server.waitForLog(
+            new RegExp(
+              `ip=${
+                ip!.replace(/\./g, "\\.")
+              }: Password change for ${user} succeeded$`,
+            ),
+          );
+        },
+      );
+    }
+    assert.equal(server.stdout, "");
+  },
+);
 
 Deno.test("children get PROTO=TCP and the TCP endpoints of their session", async (t) => {
   await using scratch = await Scratch.create();
