@@ -27,6 +27,7 @@ import { processLog, stderrSink } from "./lib/log.ts";
 import { type TlsFiles, tlsProblem } from "./lib/transports.ts";
 import { asksForListen, usageText } from "./lib/options.ts";
 import { programBackend } from "./lib/programs.ts";
+import { type Spawner, startSpawner } from "./lib/spawner.ts";
 import { greetingBytes, replyBytes } from "./lib/replies.ts";
 import { serveStdio, writeAll } from "./lib/stdio.ts";
 import { VERSION } from "./lib/version.ts";
@@ -49,8 +50,15 @@ export async function main(args: readonly string[]): Promise<number> {
     return await startupFailure(error, args, env, log);
   }
   for (const warning of config.warnings) log(`warning: ${warning}`);
+  const spawnerPath = config.backend.kind === "programs"
+    ? config.backend.spawner
+    : undefined;
+  // Started at the first program run; ended after the last session.
+  const spawner = spawnerPath === undefined
+    ? undefined
+    : startSpawner(spawnerPath, log);
   try {
-    const backend = await createBackend(config, log);
+    const backend = await createBackend(config, log, spawner);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
       await serveListen(
@@ -71,6 +79,8 @@ export async function main(args: readonly string[]): Promise<number> {
     return EXIT.ok;
   } catch (error) {
     return await startupFailure(error, args, env, log);
+  } finally {
+    await spawner?.close();
   }
 }
 
@@ -138,6 +148,7 @@ async function readTlsFiles(
 function backendText(config: Config): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
+  if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
     : `fd-3 helper ${backend.helper}`;
@@ -147,6 +158,7 @@ function backendText(config: Config): string {
 async function createBackend(
   config: Config,
   log: (message: string) => void,
+  spawner: Spawner | undefined,
 ): Promise<Backend> {
   const backend = config.backend;
   if (backend.kind === "programs") {
@@ -155,6 +167,7 @@ async function createBackend(
       setArgv: backend.setArgv,
       childTimeoutMs: config.limits.childTimeoutMs,
       ...(backend.helper === undefined ? {} : { helper: backend.helper }),
+      ...(spawner === undefined ? {} : { spawner }),
     });
   }
   try {

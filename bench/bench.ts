@@ -17,7 +17,8 @@ import type { Kit, Target } from "./targets.ts";
 
 /** The targets, in the order they run. */
 export const TARGETS = [
-  ...["c-baseline", "spawn-floor", "spawn-floor-sh", "listen", "listen-sh"],
+  ...["c-baseline", "spawn-floor", "spawn-floor-fd3exec", "spawn-floor-sh"],
+  ...["listen", "listen-fd3exec", "listen-sh"],
   ...["stdio-ts", "stdio-bundle", "empty-deno", "debian-poppassd", "paired"],
 ];
 
@@ -94,10 +95,18 @@ function instancesOf(kit: Kit, name: string): Instance[] | string {
       const program = [kit.cBaseline, targets.HOSTNAME, kit.backend];
       return [{ start: tcp(program), plan: SERVER }];
     }
+    case "listen-fd3exec":
+      if (!kit.fd3spawn) {
+        return "no fd3spawn (no cc): listen uses the shell shim";
+      }
+      return [{
+        start: () => targets.startListen(kit, name, "fd3exec"),
+        plan: [["full", [1, 8]]],
+      }];
     case "listen-sh":
       if (!kit.fd3exec) return "no fd3exec (no cc): listen uses the shell shim";
       return [{
-        start: () => targets.startListen(kit, "listen-sh", true),
+        start: () => targets.startListen(kit, name, "sh"),
         plan: [["full", [1, 8]]],
       }];
     case "listen":
@@ -165,17 +174,20 @@ async function measureTarget(run: Run, name: string): Promise<void> {
     return;
   }
   if (name === "spawn-floor") {
-    for (const k of run.quick ? [1, 8] : [1, 8, 32]) await floorRow(run, k);
+    for (const k of run.quick ? [1, 8] : [1, 8, 32]) {
+      await floorRow(run, k, "spawner");
+    }
     return;
   }
-  if (name === "spawn-floor-sh") {
+  if (name === "spawn-floor-fd3exec" || name === "spawn-floor-sh") {
     if (!run.kit.fd3exec) {
       return note(
         run,
-        `${name} skipped: no fd3exec, spawn-floor is the shell shim`,
+        `${name} skipped: no cc, spawn-floor is the shell shim`,
       );
     }
-    for (const k of [1, 8]) await floorRow(run, k, true);
+    const starter = name === "spawn-floor-sh" ? "sh" : "fd3exec";
+    for (const k of [1, 8]) await floorRow(run, k, starter);
     return;
   }
   const instances = instancesOf(run.kit, name);
@@ -310,15 +322,25 @@ function addRow(run: Run, r: Row): void {
   );
 }
 
-/** The spawn floor at concurrency `k`, in its own Deno process; fd3exec unless `shell`. */
-async function floorRow(run: Run, k: number, shell = false): Promise<void> {
+/** The spawn floor at concurrency `k` with `starter` as far as it was built, in its own Deno process. */
+async function floorRow(
+  run: Run,
+  k: number,
+  starter: targets.Starter,
+): Promise<void> {
   if (overTime(run)) return;
   const { kit } = run;
-  const target = shell ? "spawn-floor-sh" : "spawn-floor";
-  const helper = !shell && kit.fd3exec ? { helper: kit.fd3exec } : {};
+  const target = starter === "spawner"
+    ? "spawn-floor"
+    : `spawn-floor-${starter}`;
+  const how = starter === "spawner" && kit.fd3spawn
+    ? { spawner: kit.fd3spawn }
+    : starter !== "sh" && kit.fd3exec
+    ? { helper: kit.fd3exec }
+    : {};
   const options = {
     ...{ backend: kit.backend, concurrency: k, warmup: 4 * k },
-    ...helper,
+    ...how,
   };
   const limits = limitsOf(run, "full");
   const floor = targets.spawnFloor(kit, { ...options, ...limits });
@@ -409,9 +431,12 @@ listen full@8 ÷ C baseline full@8, sessions/s, from the table | listen/full/8/r
 listen full@8 ÷ spawn floor @8, sessions/s | listen/full/8/root/perSecond | spawn-floor/full/8/root/perSecond | ≥ 0.7
 same from CPU per session: C ÷ listen | c-baseline/full/8/root/cpuPerSession | listen/full/8/root/cpuPerSession | (info)
 same from CPU per session: floor ÷ listen | spawn-floor/full/8/root/cpuPerSession | listen/full/8/root/cpuPerSession | (info)
+listen with fd3exec (no fd3spawn) full@8 ÷ C baseline full@8 | listen-fd3exec/full/8/root/perSecond | c-baseline/full/8/root/perSecond | (info)
 listen with the /bin/sh shim full@8 ÷ C baseline full@8 | listen-sh/full/8/root/perSecond | c-baseline/full/8/root/perSecond | (info)
-listen, fd3exec ÷ /bin/sh shim, full@8, sessions/s | listen/full/8/root/perSecond | listen-sh/full/8/root/perSecond | (info)
-spawn floor, fd3exec ÷ /bin/sh shim, @8, sessions/s | spawn-floor/full/8/root/perSecond | spawn-floor-sh/full/8/root/perSecond | (info)
+listen, fd3spawn ÷ fd3exec, full@8, sessions/s | listen/full/8/root/perSecond | listen-fd3exec/full/8/root/perSecond | (info)
+listen, fd3exec ÷ /bin/sh shim, full@8, sessions/s | listen-fd3exec/full/8/root/perSecond | listen-sh/full/8/root/perSecond | (info)
+spawn floor, fd3spawn ÷ fd3exec, @8, sessions/s | spawn-floor/full/8/root/perSecond | spawn-floor-fd3exec/full/8/root/perSecond | (info)
+spawn floor, fd3exec ÷ /bin/sh shim, @8, sessions/s | spawn-floor-fd3exec/full/8/root/perSecond | spawn-floor-sh/full/8/root/perSecond | (info)
 stdio greeting p50, bundle ÷ empty deno run (root), from the table | stdio-bundle/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | (info)
 stdio greeting p50, main.ts ÷ empty deno run (root) | stdio-ts/greeting/1/root/p50Ms | empty-deno/eof/1/root/p50Ms | (info)
 stdio greeting p50, bundle with the package's code cache ÷ empty deno run (nobody), from the table | stdio-bundle (package cache)/greeting/1/nobody/p50Ms | empty-deno/eof/1/nobody/p50Ms | (info)

@@ -296,8 +296,9 @@ export function cpuOf(pid: number | "self"): number {
  * for processes born during the sampling (per-connection processes, back
  * ends), VmRSS for those already running (a listen server's all-time peak
  * would include earlier rows). `totalKb` is the largest sum of VmRSS over
- * the tree at one instant. `cpuMs` is the CPU the tree used meanwhile, as
- * far as its children have been reaped.
+ * the tree at one instant. `cpuMs` is the CPU the tree used meanwhile:
+ * the root's with its reaped children, plus that of descendants still
+ * running at the end (a listen server's fd3spawn and what it reaped).
  */
 export class TreeSampler {
   readonly #parents = new Map<number, number>();
@@ -306,11 +307,16 @@ export class TreeSampler {
   #peakKb = 0;
   #totalKb = 0;
   readonly #cpu0: number;
+  /** CPU of the descendants running at the start, by pid. */
+  readonly #descendantCpu0 = new Map<number, number>();
 
   constructor(readonly root: number, everyMs = 25) {
     this.#cpu0 = cpuOf(root);
     this.#scan();
     for (const pid of this.#parents.keys()) this.#before.add(pid);
+    for (const pid of this.#descendants()) {
+      this.#descendantCpu0.set(pid, cpuOf(pid));
+    }
     this.#sample();
     this.#timer = setInterval(() => this.#sample(), everyMs);
   }
@@ -319,8 +325,28 @@ export class TreeSampler {
   stop(): { peakKb: number; totalKb: number; cpuMs: number } {
     clearInterval(this.#timer);
     this.#sample();
-    const cpuMs = cpuOf(this.root) - this.#cpu0;
+    let cpuMs = cpuOf(this.root) - this.#cpu0;
+    for (const pid of this.#descendants()) {
+      const used = cpuOf(pid) - (this.#descendantCpu0.get(pid) ?? 0);
+      if (Number.isFinite(used)) cpuMs += used;
+    }
     return { peakKb: this.#peakKb, totalKb: this.#totalKb, cpuMs };
+  }
+
+  /** The root's descendants as last scanned, children before grandchildren. */
+  #descendants(): number[] {
+    const children = new Map<number, number[]>();
+    for (const [pid, ppid] of this.#parents) {
+      children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+    }
+    const out: number[] = [];
+    for (const queue = [this.root]; queue.length > 0;) {
+      for (const child of children.get(queue.shift()!) ?? []) {
+        out.push(child);
+        queue.push(child);
+      }
+    }
+    return out;
   }
 
   #scan(): void {

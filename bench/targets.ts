@@ -11,6 +11,7 @@
  */
 
 import { runChild } from "../lib/child.ts";
+import { startSpawner } from "../lib/spawner.ts";
 import { changePayload, checkPayload } from "../lib/fd3.ts";
 import { cpuOf, type LoadResult, runPool } from "./loadgen.ts";
 
@@ -32,6 +33,8 @@ export interface Kit {
   readonly cBaseline?: string;
   /** lib/fd3exec.c built as the Debian package builds it (packaging/build-fd3exec.sh). */
   readonly fd3exec?: string;
+  /** lib/fd3spawn.c built as the Debian package builds it (packaging/build-fd3spawn.sh). */
+  readonly fd3spawn?: string;
   readonly bundle?: string;
   /** A DENO_DIR with the bundle's V8 code cache, filled as root, read-only for nobody (as the package does). */
   readonly bundleCache?: string;
@@ -63,15 +66,18 @@ export async function prepareKit(
 ): Promise<Kit> {
   const work = await Deno.makeTempDir({ prefix: "qmail-poppass-bench-" });
   await Deno.chmod(work, 0o755);
+  kit_work.dir = work;
   const cc = which("cc");
   const backend = `${work}/trivial_backend${cc ? "" : ".sh"}`;
   const cBaseline = cc ? `${work}/poppassd_min` : undefined;
   const fd3exec = cc ? `${work}/fd3exec` : undefined;
+  const fd3spawn = cc ? `${work}/fd3spawn` : undefined;
   if (cc) {
     await run(cc, ["-O2", "-o", backend, `${repo}/bench/c/trivial_backend.c`]);
     await run(cc, ["-O2", "-o", cBaseline!, `${repo}/bench/c/poppassd_min.c`]);
     const script = `${repo}/packaging/build-fd3exec.sh`;
     await run("sh", [script, fd3exec!]); // the build the package ships
+    await run("sh", [`${repo}/packaging/build-fd3spawn.sh`, fd3spawn!]);
   } else {
     note("no cc: shell back ends and no C baseline");
     await Deno.writeTextFile(backend, SHELL_BACKEND, { mode: 0o755 });
@@ -98,6 +104,7 @@ export async function prepareKit(
     ...(tcpserver ? { tcpserver } : {}),
     ...(cBaseline ? { cBaseline } : {}),
     ...(fd3exec ? { fd3exec } : {}),
+    ...(fd3spawn ? { fd3spawn } : {}),
     ...(bundled ? { bundle } : {}),
     ...(bundled ? await bundleCache(work, bundle, backend, note) : {}),
     ...await debianPoppassd(work, note),
@@ -264,22 +271,32 @@ export function which(name: string): string | undefined {
   return undefined;
 }
 
-/** `--fd3-helper` words: fd3exec when built and not `shell`, else none. */
-export function helperArgs(kit: Kit, shell = false): string[] {
-  return kit.fd3exec && !shell ? ["--fd3-helper", kit.fd3exec] : [];
+/** How a server starts its back ends: fd3spawn, fd3exec or the /bin/sh shim. */
+export type Starter = "spawner" | "fd3exec" | "sh";
+
+/**
+ * The options for `starter`, as far as it was built: `--fd3-spawner`
+ * (listen mode only), else `--fd3-helper`, else none (the shell shim).
+ */
+export function starterArgs(kit: Kit, starter: Starter): string[] {
+  if (starter === "spawner" && kit.fd3spawn) {
+    return ["--fd3-spawner", kit.fd3spawn];
+  }
+  return kit.fd3exec && starter !== "sh" ? ["--fd3-helper", kit.fd3exec] : [];
 }
 
 /**
  * Our server in listen mode on 127.0.0.1, port chosen by the OS, caps
- * lifted; children started by fd3exec (as the package does) unless `shell`.
+ * lifted; back ends started by fd3spawn (as the package does) unless
+ * another `starter` is asked for.
  */
 export function startListen(
   kit: Kit,
   name = "listen",
-  shell = false,
+  starter: Starter = "spawner",
 ): Promise<Target> {
   const args = ["run", "--allow-all", `${kit.repo}/main.ts`];
-  args.push(...helperArgs(kit, shell));
+  args.push(...starterArgs(kit, starter));
   args.push("--listen", "127.0.0.1:0", "--max-sessions", "5000");
   args.push("--max-per-ip", "0", HOSTNAME, kit.backend);
   return startServer(name, kit.deno, args, kit.repo, serverEnv(kit), {
@@ -331,7 +348,7 @@ export function stdioCommand(
 ): string[] {
   const entry = bundled ? kit.bundle! : `${kit.repo}/main.ts`;
   const run = [kit.deno, "run", "--allow-all", ...flags];
-  return [...run, entry, ...helperArgs(kit), HOSTNAME, kit.backend];
+  return [...run, entry, ...starterArgs(kit, "fd3exec"), HOSTNAME, kit.backend];
 }
 
 function serverEnv(kit: Kit, extra: Record<string, string> = {}) {
@@ -347,27 +364,38 @@ async function startServer(
   env: Record<string, string>,
   ready: { readonly from: "stdout" | "stderr"; readonly pattern: RegExp },
 ): Promise<Target> {
-  const child = new Deno.Command(program, {
-    args: [...args],
+  // The log (fd 2) goes to a file, as with multilog: read back through a
+  // pipe, every line would also wake and tax the load generator, and
+  // more so for the servers that log more lines per session.
+  const logFile = `${kit_work.dir}/${name.replace(/\W+/g, "-")}-${++kit_work
+    .count}.log`;
+  const child = new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'f=$1; shift; exec "$@" 2>>"$f"',
+      "sh",
+      logFile,
+      program,
+      ...args,
+    ],
     cwd,
     env,
     stdin: "null",
     stdout: "piped",
-    stderr: "piped",
+    stderr: "null",
   }).spawn();
   let found: (port: number) => void = () => {};
   const port = new Promise<number>((resolve) => (found = resolve));
   let exited = false;
   child.status.then(() => (exited = true));
-  const outputs = {
-    stdout: new Output(child.stdout),
-    stderr: new Output(child.stderr),
-  };
-  void outputs[ready.from].waitFor(ready.pattern).then((match) => {
+  const stdout = new Output(child.stdout);
+  const log = new LogFile(logFile);
+  const source = ready.from === "stdout" ? stdout : log;
+  void source.waitFor(ready.pattern, () => exited).then((match) => {
     if (match) found(Number(match[1]));
   });
   const tail = (separator: string) =>
-    [outputs.stdout.tail(), outputs.stderr.tail()].join(separator);
+    [stdout.tail(), log.tail()].join(separator);
   const stop = async () => {
     const kill = (signal: Deno.Signal) => {
       try {
@@ -405,8 +433,56 @@ async function startServer(
   };
 }
 
+/** Where the servers' log files go: the kit's work folder (set by `prepareKit`). */
+const kit_work = { dir: "/tmp", count: 0 };
+
+/** A server's log file, read back only to find its startup line and for error messages. */
+class LogFile {
+  constructor(private readonly path: string) {}
+
+  /** The first line matching `pattern`, polled every 20 ms; null once `gone()`. */
+  async waitFor(
+    pattern: RegExp,
+    gone: () => boolean,
+  ): Promise<RegExpMatchArray | null> {
+    for (;;) {
+      const text = await Deno.readTextFile(this.path).catch(() => "");
+      for (const line of text.split("\n")) {
+        const match = line.match(pattern);
+        if (match) return match;
+      }
+      if (gone()) return null;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** The last 4 KiB, as text. */
+  tail(): string {
+    try {
+      const file = Deno.openSync(this.path);
+      try {
+        const size = file.statSync().size;
+        const keep = Math.min(size, 4096);
+        file.seekSync(size - keep, Deno.SeekMode.Start);
+        const buffer = new Uint8Array(keep);
+        let got = 0;
+        while (got < keep) {
+          const n = file.readSync(buffer.subarray(got));
+          if (n === null) break;
+          got += n;
+        }
+        return new TextDecoder().decode(buffer.subarray(0, got)).trim();
+      } finally {
+        file.close();
+      }
+    } catch {
+      return "";
+    }
+  }
+}
+
 /**
- * A server's stdout or stderr, drained without decoding once the line a
+ * A server's stdout, drained without decoding once the line a
  * caller waits for has been seen: the load generator shares the machine
  * with the server, and decoding every log line would tax the servers that
  * log more. The last few KiB are kept raw for error messages.
@@ -428,7 +504,10 @@ class Output {
   }
 
   /** The first line matching `pattern`, or null at end of output. */
-  waitFor(pattern: RegExp): Promise<RegExpMatchArray | null> {
+  waitFor(
+    pattern: RegExp,
+    _gone?: () => boolean,
+  ): Promise<RegExpMatchArray | null> {
     return new Promise((resolve) => this.#waiters.push({ pattern, resolve }));
   }
 
@@ -480,6 +559,8 @@ export interface FloorOptions {
   readonly backend: string;
   /** fd3exec's path; absent: the /bin/sh shim. */
   readonly helper?: string;
+  /** fd3spawn's path; it replaces `helper`. */
+  readonly spawner?: string;
   readonly sessions: number;
   readonly concurrency: number;
   readonly maxMs: number;
@@ -495,6 +576,9 @@ export async function runFloor(
   options: FloorOptions,
 ): Promise<LoadResult & { cpuMs: number }> {
   const bytes = (text: string) => new TextEncoder().encode(text);
+  const spawner = options.spawner === undefined
+    ? undefined
+    : startSpawner(options.spawner, (m) => console.error(m));
   const env: Record<string, string> = { PROTO: "TCP", TCPLOCALPORT: "106" };
   env.TCPREMOTEIP = env.TCPLOCALIP = "127.0.0.1";
   env.TCPREMOTEPORT = "40000";
@@ -514,16 +598,23 @@ export async function runFloor(
         redact: [old!, next!],
         onOutput: () => {},
         ...(options.helper === undefined ? {} : { helper: options.helper }),
+        ...(spawner === undefined ? {} : { spawner }),
       });
       if (result.kind !== "exited" || result.code !== 0) {
         throw new Error(`back end: ${JSON.stringify(result)}`);
       }
     }
   };
-  await runPool({ ...options, sessions: options.warmup, mode: "full" }, once);
-  const cpu0 = cpuOf("self");
-  const result = await runPool({ ...options, mode: "full" }, once);
-  return { ...result, cpuMs: cpuOf("self") - cpu0 };
+  try {
+    await runPool({ ...options, sessions: options.warmup, mode: "full" }, once);
+    const cpu0 = cpuOf("self") + (spawner ? cpuOf(spawner.pid() ?? 0) : 0);
+    const result = await runPool({ ...options, mode: "full" }, once);
+    // fd3spawn reaps the back ends: its CPU counts them.
+    const cpu1 = cpuOf("self") + (spawner ? cpuOf(spawner.pid() ?? 0) : 0);
+    return { ...result, cpuMs: cpu1 - cpu0 };
+  } finally {
+    await spawner?.close();
+  }
 }
 
 /** Run the spawn floor in its own Deno process; `pid` is there to be sampled. */

@@ -6,7 +6,8 @@
  * `/bin/sh` shim moves the stdin pipe onto fd 3 and puts `/dev/null` on
  * fd 0 before it execs the program. `lib/fd3exec.c`, when the operator
  * builds it and names it (`--fd3-helper`), does the same and the setsid in
- * one exec instead of three. The child runs in its own process
+ * one exec instead of three. With `--fd3-spawner`, a long-lived
+ * `lib/fd3spawn.c` does all of it instead (`lib/spawner.ts`). The child runs in its own process
  * group, which is killed on timeout and again after a normal exit so no
  * grandchild survives. Its stdout and stderr are captured for the log and
  * can never reach the client.
@@ -52,6 +53,14 @@ export interface ChildOptions {
   readonly redact?: readonly Uint8Array[];
   /** The compiled shim (`lib/fd3exec.c`); without it, `/bin/sh` and `setsid`. */
   readonly helper?: string;
+  /** A running `lib/fd3spawn.c` (`lib/spawner.ts`); it replaces `helper`. */
+  readonly spawner?: ChildSpawner;
+}
+
+/** Something that runs a child for `runChild` in another process. */
+export interface ChildSpawner {
+  /** Same contract as `runChild`: never throws. */
+  run(options: ChildOptions): Promise<ChildResult>;
 }
 
 /** The shim: payload pipe (stdin) onto fd 3, `/dev/null` onto fd 0, exec the program. */
@@ -101,6 +110,7 @@ function isExecutable(path: string): boolean {
 
 /** Run a program with `payload` on fd 3; never throws. */
 export async function runChild(options: ChildOptions): Promise<ChildResult> {
+  if (options.spawner) return await options.spawner.run(options);
   let child: Deno.ChildProcess;
   try {
     child = spawnShim(options);
@@ -236,8 +246,7 @@ function drain(
       // Cancelled after the drain deadline, or the pipe failed: log what we have.
     }
     if (kept === undefined) return;
-    const logged = emitLines(kept.subarray(0, used), redact, emit);
-    if (total > logged) emit(`(${total - logged} more octets not logged)`);
+    emitChildOutput(kept.subarray(0, used), total, redact, emit);
     kept.fill(0);
   })();
   return { done, cancel: () => reader.cancel().catch(() => {}) };
@@ -256,6 +265,23 @@ async function finishDrains(drains: readonly Drain[]): Promise<void> {
     await Promise.all(drains.map((d) => d.cancel()));
     await all;
   }
+}
+
+/**
+ * Log what a child printed on one stream: `kept` is its first octets
+ * (CHILD_LOG_MAX plus the longest secret, so a password cut at the limit
+ * is still found), `total` how many it printed. Passwords are blanked out
+ * of `kept` in place.
+ */
+export function emitChildOutput(
+  kept: Uint8Array,
+  total: number,
+  redact: readonly Uint8Array[],
+  emit: (line: string) => void,
+): void {
+  if (total === 0) return;
+  const logged = emitLines(kept, redact, emit);
+  if (total > logged) emit(`(${total - logged} more octets not logged)`);
 }
 
 /** Emit at most CHILD_LOG_LINES lines of the captured octets; returns the octets logged. */

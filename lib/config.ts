@@ -34,6 +34,8 @@ export type BackendConfig =
     readonly setArgv: string[];
     /** The compiled fd-3 shim, checked executable; absent: `/bin/sh`. */
     readonly helper?: string;
+    /** listen mode: fd3spawn, checked executable; it replaces `helper`. */
+    readonly spawner?: string;
   }
   | {
     readonly kind: "passwdFile";
@@ -96,12 +98,13 @@ export function parseInvocation(
     throw new UsageError("hostname must not contain CR, LF or NUL");
   }
   const warnings: string[] = [];
-  const backend = parseBackend(get, chain, env, probe, warnings);
+  const mode = parseMode(options, get);
+  const backend = parseBackend(get, chain, env, probe, warnings, mode.kind);
   return {
     kind: "run",
     config: {
       hostname,
-      mode: parseMode(options, get),
+      mode,
       backend,
       limits: parseLimits(get),
       warnings,
@@ -148,14 +151,22 @@ function parseBackend(
   env: (name: string) => string | undefined,
   probe: FileProbe,
   warnings: string[],
+  mode: Config["mode"]["kind"],
 ): BackendConfig {
   const passwdFile = get("passwd-file");
   const helperWord = get("fd3-helper");
+  // Used in listen mode only, like --max-sessions: one process per
+  // connection would gain nothing from a long-lived starter.
+  const spawnerWord = mode === "listen" ? get("fd3-spawner") : undefined;
   if (passwdFile !== undefined) {
-    if (helperWord !== undefined) {
-      throw new UsageError(
-        "--fd3-helper starts the checkpassword chain; --passwd-file runs no programs",
-      );
+    for (
+      const [name, word] of [["helper", helperWord], ["spawner", spawnerWord]]
+    ) {
+      if (word !== undefined) {
+        throw new UsageError(
+          `--fd3-${name} starts the checkpassword chain; --passwd-file runs no programs`,
+        );
+      }
     }
     if (chain.length > 0) {
       throw new UsageError(
@@ -205,14 +216,22 @@ function parseBackend(
         "but an indimail module such as vchkpass runs the next program on FAILURE, so vchkpass /bin/true accepts any password; end such chains in /bin/false",
     );
   }
-  if (helperWord === undefined) return { kind: "programs", checkArgv, setArgv };
-  if (!helperWord.startsWith("/")) {
-    throw new UsageError(
-      `--fd3-helper ${quote(helperWord)}: give an absolute path`,
-    );
-  }
-  const helper = resolveProgram("--fd3-helper", helperWord, env, probe);
-  return { kind: "programs", checkArgv, setArgv, helper };
+  const starter = (name: string, word: string | undefined) => {
+    if (word === undefined) return undefined;
+    if (!word.startsWith("/")) {
+      throw new UsageError(`--${name} ${quote(word)}: give an absolute path`);
+    }
+    return resolveProgram(`--${name}`, word, env, probe);
+  };
+  const helper = starter("fd3-helper", helperWord);
+  const spawner = starter("fd3-spawner", spawnerWord);
+  return {
+    kind: "programs",
+    checkArgv,
+    setArgv,
+    ...(helper === undefined ? {} : { helper }),
+    ...(spawner === undefined ? {} : { spawner }),
+  };
 }
 
 function parseScheme(text: string): PasswdScheme {

@@ -94,6 +94,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "FILE  compiled fd-3 shim (lib/fd3exec.c) instead of /bin/sh",
   },
   {
+    name: "fd3-spawner",
+    env: "POPPASS_FD3_SPAWNER",
+    kind: "text",
+    help: "FILE  listen: long-lived program starter (lib/fd3spawn.c)",
+  },
+  {
     name: "passwd-file",
     env: "POPPASS_PASSWD_FILE",
     kind: "text",

@@ -7,7 +7,7 @@
  */
 
 import type { Backend, Outcome, Peer } from "./backend.ts";
-import { type ChildResult, runChild } from "./child.ts";
+import { type ChildResult, type ChildSpawner, runChild } from "./child.ts";
 import { changePayload, checkPayload, payloadFits, wipe } from "./fd3.ts";
 import { PAYLOAD_MAX } from "./limits.ts";
 
@@ -32,6 +32,8 @@ export interface ProgramOptions {
   readonly childTimeoutMs: number;
   /** The compiled fd-3 shim (`--fd3-helper`); without it, `/bin/sh`. */
   readonly helper?: string;
+  /** A running fd3spawn (`--fd3-spawner`); it replaces `helper`. */
+  readonly spawner?: ChildSpawner;
 }
 
 /**
@@ -97,6 +99,7 @@ export function programBackend(options: ProgramOptions): Backend {
         env: peer.env,
         redact: secrets,
         ...(options.helper === undefined ? {} : { helper: options.helper }),
+        ...(options.spawner === undefined ? {} : { spawner: options.spawner }),
         onOutput: (stream, line) => peer.log?.(`${name} ${stream}: ${line}`),
       });
       return outcomeOf(result);

@@ -11,18 +11,25 @@ import { runChild } from "../lib/child.ts";
 import { fakeBackend, testPeer, TIMEOUT } from "./helpers/backend.ts";
 import { bytes, checkPayload } from "./helpers/bytes.ts";
 import { alive, groupMembers, waitUntil } from "./helpers/procs.ts";
-import { forEachLauncher } from "./helpers/fd3exec.ts";
+import { forEachLauncher, type Launcher } from "./helpers/fd3exec.ts";
 import { FAKEAUTH, Sandbox } from "./helpers/sandbox.ts";
 
 /**
  * Run one flooding check in a fresh Deno process (so the test runner's own
  * heap does not blur the numbers) while sampling its VmRSS every 20 ms.
  */
-async function flood(launch: { readonly helper?: string }) {
+async function flood(launch: Launcher) {
   await using box = await Sandbox.create([["flood-user", "pw"]]);
   const programs = new URL("../lib/programs.ts", import.meta.url).href;
+  const spawner = new URL("../lib/spawner.ts", import.meta.url).href;
+  // The launcher's own spawner belongs to this process: the probe starts one.
+  const starter = launch.name === "fd3spawn"
+    ? `{ spawner: startSpawner(${JSON.stringify(launch.flags[1])}, () => {}) }`
+    : JSON.stringify(launch.options);
   const probe = `
     import { programBackend } from ${JSON.stringify(programs)};
+    import { startSpawner } from ${JSON.stringify(spawner)};
+    const starter = ${starter};
     const rss = () => Number(/^VmRSS:\\s+(\\d+)/m.exec(
       Deno.readTextFileSync("/proc/self/status"))[1]);
     const log = [];
@@ -34,12 +41,13 @@ async function flood(launch: { readonly helper?: string }) {
       checkArgv: [${JSON.stringify(FAKEAUTH)}, "check"],
       setArgv: [${JSON.stringify(FAKEAUTH)}, "set"],
       childTimeoutMs: 30000,
-      ...${JSON.stringify(launch)},
+      ...starter,
     }).check(new TextEncoder().encode("flood-user"),
       new TextEncoder().encode("pw"),
       { remoteIp: "127.0.0.1", env: ${JSON.stringify(box.env())},
         log: (m) => log.push(m) });
     clearInterval(sampler);
+    await starter.spawner?.close();
     console.log(JSON.stringify({ outcome, log, ms: performance.now() - started,
       grownMiB: (peak - base) / 1024 }));`;
   const out = await new Deno.Command(Deno.execPath(), {
@@ -111,7 +119,7 @@ forEachLauncher(
 forEachLauncher(
   "a child that floods 200 MiB to stdout and stderr gets a normal outcome in bounded memory",
   async (launch) => {
-    const { outcome, log, grownMiB, ms } = await flood(launch.options);
+    const { outcome, log, grownMiB, ms } = await flood(launch);
     console.log(
       `flood: ${ms.toFixed(0)} ms, RSS peak +${grownMiB.toFixed(1)} MiB`,
     );
@@ -132,7 +140,7 @@ forEachLauncher(
     // Capping octets alone is not enough: every captured line becomes a log
     // line with a prefix, so 682 six-octet lines per stream once made ~67 KiB
     // of log in 1368 lines (before da0c0fc capped the line count too).
-    const { log } = await flood(launch.options);
+    const { log } = await flood(launch);
     const logged = log.join("\n").length;
     assert.ok(
       logged <= 16 * 1024,

@@ -134,13 +134,13 @@ forEachLauncher(
           kind: "temporary",
           reason: `exit ${code}, program cannot be executed`,
         });
-        // The shell or fd3exec says why, on stderr, which is logged.
+        // The shell, fd3exec or fd3spawn says why, on stderr, which is logged.
         const path = `${box.dir}/${file}`;
         if (kind === "sh") {
           assert.ok(log.some((l) => l.includes(path)), log.join("\n"));
         } else {
           assert.deepEqual(log, [
-            `${path} stderr: fd3exec: cannot run ${path}: ${why}`,
+            `${path} stderr: ${launch.name}: cannot run ${path}: ${why}`,
           ]);
         }
       });

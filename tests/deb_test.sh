@@ -195,7 +195,7 @@ check "installed: launcher, runtime, bundle, man page, units, copyright, cache" 
   -a -f /usr/share/man/man8/$package.8.gz -a -f /lib/systemd/system/$package.socket \
   -a -f "/lib/systemd/system/$package@.service" -a -f /lib/systemd/system/$package.service \
   -a -f /usr/share/doc/$package/copyright -a -f /etc/default/$package \
-  -a -d /var/cache/$package -a -x $runtime_dir/fd3exec
+  -a -d /var/cache/$package -a -x $runtime_dir/fd3exec -a -x $runtime_dir/fd3spawn
 said=$(/usr/sbin/$package --version 2>&1)
 check "qmail-poppass --version says '$package $version'" test "$said" = "$package $version"
 said=$($runtime_dir/deno --version 2>&1 | head -1)
@@ -456,8 +456,8 @@ if [ $listening = 1 ]; then
   check "listen mode: SIGTERM ends it with exit 0 (got $status)" test "$status" -eq 0
   check "listen mode: the log has the success line" \
     grep -q "Password change for alice succeeded" "$log"
-  check "listen mode: the launcher chose the packaged fd3exec (startup line)" \
-    grep -q "; fd-3 helper $runtime_dir/fd3exec\$" "$log"
+  check "listen mode: the launcher chose the packaged fd3spawn (startup line)" \
+    grep -q "; fd-3 spawner $runtime_dir/fd3spawn\$" "$log"
 else
   fail "listen mode: the installed qmail-poppass listens on port $port" "$(cat "$log")"
 fi

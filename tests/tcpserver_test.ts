@@ -30,7 +30,11 @@ import {
 import { converse, type Transcript } from "./helpers/talk.ts";
 import type { SocketClient } from "./helpers/client.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
-import { forEachLauncher, type Launcher } from "./helpers/fd3exec.ts";
+import {
+  forEachLauncher,
+  type Launcher,
+  STDIO_LAUNCHERS,
+} from "./helpers/fd3exec.ts";
 
 /** Under tcpserver a run belongs to the client port tcpserver reported to it. */
 const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
@@ -64,6 +68,7 @@ async function settle(
 forEachLauncher(
   "tcpserver: the happy path, byte for byte, with the ucspi-tcp environment",
   happyPath,
+  STDIO_LAUNCHERS,
 );
 
 async function happyPath(launch: Launcher) {

@@ -118,13 +118,16 @@ for found in $(grep -oE 'registry\.npmjs\.org/(@[^/]+/)?[^/]+/[0-9][^/]*/' \
   esac
 done
 
-# --- 2b. fd3exec, the compiled fd-3 shim -------------------------------------------
+# --- 2b. fd3exec and fd3spawn, the compiled starters ---------------------------------
 # The nolibc build on amd64 (see the script), stripped the way dh_strip
 # strips.
 say "compiling lib/fd3exec.c"
 fd3exec_kind=$(sh packaging/build-fd3exec.sh "$work/fd3exec") ||
   die "cannot compile lib/fd3exec.c"
 say "fd3exec: the $fd3exec_kind build"
+say "compiling lib/fd3spawn.c"
+sh packaging/build-fd3spawn.sh "$work/fd3spawn" ||
+  die "cannot compile lib/fd3spawn.c"
 
 # --- 3. The file tree ----------------------------------------------------------
 say "staging"
@@ -137,6 +140,7 @@ install -m 0755 "$here/launcher.sh" "$stage/usr/sbin/$package"
 install -m 0755 "$deno" "$stage/usr/lib/$package/deno"
 install -m 0644 "$bundle" "$stage/usr/lib/$package/$package.js"
 install -m 0755 "$work/fd3exec" "$stage/usr/lib/$package/fd3exec"
+install -m 0755 "$work/fd3spawn" "$stage/usr/lib/$package/fd3spawn"
 
 if [ -f "$package.8" ]; then
   manpage=$package.8

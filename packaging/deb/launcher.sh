@@ -83,6 +83,15 @@ if [ -z "$passwd_file" ] && [ -z "${POPPASS_FD3_HELPER+set}" ] &&
   POPPASS_FD3_HELPER=$helper
   export POPPASS_FD3_HELPER
 fi
+# In listen mode, one long-lived fd3spawn starts them all instead: the
+# server then never spawns a process itself. The same rules apply to
+# POPPASS_FD3_SPAWNER (empty = not used) and --fd3-spawner.
+spawner=/usr/lib/qmail-poppass/fd3spawn
+if [ -n "$listen" ] && [ -z "$passwd_file" ] &&
+  [ -z "${POPPASS_FD3_SPAWNER+set}" ] && [ -x "$spawner" ]; then
+  POPPASS_FD3_SPAWNER=$spawner
+  export POPPASS_FD3_SPAWNER
+fi
 
 write=
 if [ -n "$passwd_file" ]; then

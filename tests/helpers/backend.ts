@@ -6,7 +6,7 @@
  */
 
 import type { Backend, Peer } from "../../lib/backend.ts";
-import { programBackend } from "../../lib/programs.ts";
+import { programBackend, type ProgramOptions } from "../../lib/programs.ts";
 import { FAKEAUTH, type Sandbox } from "./sandbox.ts";
 
 /** Child deadline for tests that do not test the deadline. */
@@ -29,7 +29,7 @@ export function testPeer(
 /** `fakeauth check` as the chain, `fakeauth set` as PASSWORD_COMMAND. */
 export function fakeBackend(
   childTimeoutMs = TIMEOUT,
-  launcher: { readonly helper?: string } = {},
+  launcher: Pick<ProgramOptions, "helper" | "spawner"> = {},
 ): Backend {
   return programBackend({
     checkArgv: [FAKEAUTH, "check"],

@@ -1,25 +1,41 @@
 /**
  * The ways to start a back end, for tests that run every case through
- * each: the `/bin/sh` shim, and `lib/fd3exec.c` built by
+ * each: the `/bin/sh` shim; `lib/fd3exec.c` built by
  * `packaging/build-fd3exec.sh` into a temporary folder for the one test
  * (removed on dispose), with the C library and, on Linux x86_64 and
- * aarch64, without. A build that cannot be made here is ignored, and the
+ * aarch64, without; and a running `lib/fd3spawn.c` (listen mode's
+ * `--fd3-spawner`). A build that cannot be made here is ignored, and the
  * test's name says why.
  *
  * @module
  */
 
+import type { ChildSpawner } from "../../lib/child.ts";
+import { startSpawner } from "../../lib/spawner.ts";
 import { hasTool } from "./tools.ts";
 
-const SCRIPT = decodeURIComponent(
-  new URL("../../packaging/build-fd3exec.sh", import.meta.url).pathname,
-);
+const script = (name: string) =>
+  decodeURIComponent(
+    new URL(`../../packaging/${name}`, import.meta.url).pathname,
+  );
 
 /** How a child is started. */
-export type LauncherKind = "sh" | "libc" | "nolibc";
+export type LauncherKind = "sh" | "libc" | "nolibc" | "spawner";
 
 /** All of them, in the order tests run them. */
-const LAUNCHERS: readonly LauncherKind[] = ["sh", "libc", "nolibc"];
+export const LAUNCHERS: readonly LauncherKind[] = [
+  "sh",
+  "libc",
+  "nolibc",
+  "spawner",
+];
+
+/** The starters stdio mode can use (`--fd3-spawner` is for listen mode). */
+export const STDIO_LAUNCHERS: readonly LauncherKind[] = [
+  "sh",
+  "libc",
+  "nolibc",
+];
 
 const NOLIBC_HERE = Deno.build.os === "linux" &&
   (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
@@ -34,8 +50,17 @@ function missing(kind: LauncherKind): string | undefined {
 
 /** A launcher ready for `runChild` / `programBackend` options. */
 export interface Launcher extends AsyncDisposable {
-  /** Spread into the options: `{}` for the shell, `{ helper }` for fd3exec. */
-  readonly options: { readonly helper?: string };
+  /** Spread into the options: `{}`, `{ helper }` or `{ spawner }`. */
+  readonly options: {
+    readonly helper?: string;
+    readonly spawner?: ChildSpawner;
+  };
+  /** The same as main.ts options: `[]`, `--fd3-helper PATH`, `--fd3-spawner PATH`. */
+  readonly flags: readonly string[];
+  /** How listen mode's startup line ends with these flags. */
+  readonly startup: string;
+  /** What an unrunnable program's error line starts with, after the shell's. */
+  readonly name: "sh" | "fd3exec" | "fd3spawn";
 }
 
 /** Test-name suffix and `ignore` flag for a test that uses `kind`. */
@@ -44,21 +69,28 @@ function launcherTest(kind: LauncherKind): {
   ignore: boolean;
 } {
   const why = missing(kind);
-  const label = kind === "sh" ? "sh shim" : `fd3exec ${kind}`;
+  const label = kind === "sh"
+    ? "sh shim"
+    : kind === "spawner"
+    ? "fd3spawn"
+    : `fd3exec ${kind}`;
   return {
     suffix: ` [${label}]${why ? ` (ignored: ${why})` : ""}`,
     ignore: why !== undefined,
   };
 }
 
-/** Build fd3exec of `kind` into a new temporary folder; throws with the script's output. */
+/** Build fd3exec of `kind` (or fd3spawn) into a new temporary folder; throws with the script's output. */
 async function buildFd3exec(
-  kind: "libc" | "nolibc",
+  kind: "libc" | "nolibc" | "spawner",
 ): Promise<{ dir: string; path: string }> {
   const dir = await Deno.makeTempDir({ prefix: "fd3exec-" });
-  const path = `${dir}/fd3exec`;
+  const spawner = kind === "spawner";
+  const path = `${dir}/${spawner ? "fd3spawn" : "fd3exec"}`;
   const out = await new Deno.Command("sh", {
-    args: [SCRIPT, path, kind],
+    args: spawner
+      ? [script("build-fd3spawn.sh"), path]
+      : [script("build-fd3exec.sh"), path, kind],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -66,7 +98,7 @@ async function buildFd3exec(
   if (!out.success) {
     await Deno.remove(dir, { recursive: true });
     throw new Error(
-      `build-fd3exec.sh ${kind}: ${new TextDecoder().decode(out.stderr)}`,
+      `building ${kind}: ${new TextDecoder().decode(out.stderr)}`,
     );
   }
   return { dir, path };
@@ -74,8 +106,9 @@ async function buildFd3exec(
 
 /**
  * Register one test per launcher: `name [sh shim]`, `name [fd3exec libc]`,
- * `name [fd3exec nolibc]`, each ignored (and saying why) where it cannot
- * run, each with its own launcher, disposed after the test.
+ * `name [fd3exec nolibc]`, `name [fd3spawn]`, each ignored (and saying
+ * why) where it cannot run, each with its own launcher, disposed after the
+ * test.
  */
 export function forEachLauncher(
   name: string,
@@ -84,8 +117,9 @@ export function forEachLauncher(
     t: Deno.TestContext,
     kind: LauncherKind,
   ) => Promise<void>,
+  kinds: readonly LauncherKind[] = LAUNCHERS,
 ): void {
-  for (const kind of LAUNCHERS) {
+  for (const kind of kinds) {
     const { suffix, ignore } = launcherTest(kind);
     Deno.test({
       name: name + suffix,
@@ -101,11 +135,33 @@ export function forEachLauncher(
 /** Get a launcher of `kind` for one test. */
 async function launcher(kind: LauncherKind): Promise<Launcher> {
   if (kind === "sh") {
-    return { options: {}, [Symbol.asyncDispose]: async () => {} };
+    return {
+      options: {},
+      flags: [],
+      startup: "; fd-3 shim /bin/sh",
+      name: "sh",
+      [Symbol.asyncDispose]: async () => {},
+    };
   }
   const { dir, path } = await buildFd3exec(kind);
+  const remove = () => Deno.remove(dir, { recursive: true });
+  if (kind === "spawner") {
+    const spawner = startSpawner(path, (m) => {
+      throw new Error(`unexpected spawner log line: ${m}`);
+    });
+    return {
+      options: { spawner },
+      flags: ["--fd3-spawner", path],
+      startup: `; fd-3 spawner ${path}`,
+      name: "fd3spawn",
+      [Symbol.asyncDispose]: () => spawner.close().finally(remove),
+    };
+  }
   return {
     options: { helper: path },
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+    flags: ["--fd3-helper", path],
+    startup: `; fd-3 helper ${path}`,
+    name: "fd3exec",
+    [Symbol.asyncDispose]: remove,
   };
 }
