@@ -197,6 +197,38 @@ Deno.test("parseInvocation() takes the fd-3 helper from --fd3-helper or POPPASS_
   );
 });
 
+Deno.test("parseInvocation() takes fd3spawn from --fd3-spawner or POPPASS_FD3_SPAWNER, in listen mode only", () => {
+  const programs = (args: string[], vars: Record<string, string>) => {
+    const backend = run(args, vars).backend;
+    assert.equal(backend.kind, "programs");
+    return backend;
+  };
+  const listen = ["--listen", "127.0.0.1:106"];
+  const chain = ["host", "/bin/check"];
+  assert.equal(programs([...listen, ...chain], BASE).spawner, undefined);
+  assert.equal(
+    programs([...listen, "--fd3-spawner", "/bin/true", ...chain], BASE)
+      .spawner,
+    "/bin/true",
+  );
+  const fromEnv = { ...BASE, POPPASS_FD3_SPAWNER: "/bin/true" };
+  assert.equal(programs([...listen, ...chain], fromEnv).spawner, "/bin/true");
+  // Stdio mode does not use it, so it neither checks nor keeps it.
+  const missing = { ...BASE, POPPASS_FD3_SPAWNER: "/opt/x/fd3spawn" };
+  assert.equal(programs(chain, missing).spawner, undefined);
+  assert.equal(
+    programs(["--fd3-spawner", "relative", ...chain], BASE).spawner,
+    undefined,
+  );
+  // Both given: each is kept; the spawner is the one listen mode uses.
+  const both = programs(
+    [...listen, "--fd3-helper", "/bin/true", "--fd3-spawner", "/bin/true"]
+      .concat(chain),
+    BASE,
+  );
+  assert.deepEqual([both.helper, both.spawner], ["/bin/true", "/bin/true"]);
+});
+
 Deno.test("parseInvocation() answers --help and --version", () => {
   assert.equal(parseInvocation(["--help"], envOf({}), probe).kind, "help");
   assert.equal(parseInvocation(["-h"], envOf({}), probe).kind, "help");
@@ -330,6 +362,32 @@ Deno.test("parseInvocation() refuses mistakes with one clear message", async (t)
       ["host", "/bin/check"],
       { ...BASE, POPPASS_FD3_HELPER: "/etc/passwd" },
       /^--fd3-helper "\/etc\/passwd" is not an executable file$/,
+    ],
+    [
+      "a relative --fd3-spawner in listen mode",
+      [
+        "--listen",
+        "127.0.0.1:1",
+        "--fd3-spawner",
+        "fd3spawn",
+        "host",
+        "/bin/check",
+      ],
+      BASE,
+      /^--fd3-spawner "fd3spawn": give an absolute path$/,
+    ],
+    [
+      "a missing POPPASS_FD3_SPAWNER in listen mode",
+      ["--listen", "127.0.0.1:1", "host", "/bin/check"],
+      { ...BASE, POPPASS_FD3_SPAWNER: "/opt/x/fd3spawn" },
+      /^--fd3-spawner "\/opt\/x\/fd3spawn" does not exist$/,
+    ],
+    [
+      "--fd3-spawner with --passwd-file in listen mode",
+      ["--listen", "127.0.0.1:1", "--fd3-spawner", "/bin/true"]
+        .concat(["--passwd-file", "/x", "host"]),
+      BASE,
+      /^--fd3-spawner starts the checkpassword chain; --passwd-file runs no programs$/,
     ],
     [
       "--fd3-helper with --passwd-file",

@@ -42,6 +42,7 @@ import {
 } from "./helpers/sandbox.ts";
 import type { Transcript } from "./helpers/talk.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
+import { buildStarter, missing } from "./helpers/fd3exec.ts";
 import { Server } from "./listen_support/server.ts";
 
 /** Short timings; the child deadline is 2 s so a 400 MiB flood finishes well inside it. */
@@ -247,6 +248,8 @@ interface Target {
   readonly root: number;
   /** The listen-mode server, whose descriptors must come back to baseline. */
   readonly listener?: number;
+  /** A process that lives as long as the server (fd3spawn), not a leak. */
+  readonly kept?: (p: ProcInfo) => boolean;
   connect(): Promise<SocketClient>;
   /** The session's key, once its greeting has arrived. */
   keyOf(client: SocketClient): Promise<Key>;
@@ -296,11 +299,13 @@ async function withTcpserver(
 
 async function withListener(
   body: (target: Target) => Promise<void>,
+  spawner?: string,
 ): Promise<void> {
   await using box = await Sandbox.create();
   const wrapper = await writeWrapper(box);
+  const flags = spawner === undefined ? [] : ["--fd3-spawner", spawner];
   await using server = await Server.start({
-    options: ["--listen", "127.0.0.1:0", ...TIMINGS],
+    options: [...flags, "--listen", "127.0.0.1:0", ...TIMINGS],
     check: [wrapper, "check"],
     password: `${wrapper} set`,
     hostname: HOST,
@@ -308,10 +313,13 @@ async function withListener(
   });
   let connected = 0;
   await body({
-    mode: "listen",
+    mode: spawner === undefined ? "listen" : "listen with fd3spawn",
     box,
     root: server.pid,
     listener: server.pid,
+    ...(spawner === undefined
+      ? {}
+      : { kept: (p: ProcInfo) => p.cmdline === spawner }),
     connect: () => {
       connected++;
       return SocketClient.connect(server.port());
@@ -537,10 +545,19 @@ async function noChildren(
   when: string,
 ): Promise<void> {
   const parent = target.listener ?? Number(key.session.split(":")[0]);
-  const none = await waitUntil(() => childrenOf(parent).length === 0, 1_000);
+  // With fd3spawn, the server's one child is fd3spawn, which has none.
+  const kept = target.kept ?? (() => false);
+  const others = () => {
+    const children = childrenOf(parent);
+    return [
+      ...children.filter((p) => !kept(p)),
+      ...children.filter(kept).flatMap((p) => childrenOf(p.pid)),
+    ];
+  };
+  const none = await waitUntil(() => others().length === 0, 1_000);
   assert.ok(
     none,
-    `${when}: children of ${parent}: ${JSON.stringify(childrenOf(parent))}`,
+    `${when}: children of ${parent}: ${JSON.stringify(others())}`,
   );
 }
 
@@ -571,16 +588,12 @@ async function assertNoLeaks(
     }
   }
   const ours = new Set([target.root, ...entries.map((e) => e.ppid)]);
-  const clean = await waitUntil(
-    () => sampler.lingering(ours).length === 0,
-    2_000,
-  );
-  assert.ok(
-    clean,
-    `left behind: ${JSON.stringify(sampler.lingering(ours))}`,
-  );
+  const kept = target.kept ?? (() => false);
+  const lingering = () => sampler.lingering(ours).filter((p) => !kept(p));
+  const clean = await waitUntil(() => lingering().length === 0, 2_000);
+  assert.ok(clean, `left behind: ${JSON.stringify(lingering())}`);
   const childless = await waitUntil(
-    () => childrenOf(target.root).length === 0,
+    () => childrenOf(target.root).filter((p) => !kept(p)).length === 0,
     2_000,
   );
   assert.ok(
@@ -752,6 +765,22 @@ Deno.test("leaks: every back-end fault through main.ts under tcpserver", async (
 
 Deno.test("leaks: every back-end fault through main.ts in listen mode", async (t) => {
   await withListener((target) => allFaults(target, t));
+});
+
+Deno.test({
+  name:
+    `leaks: every back-end fault through main.ts in listen mode with fd3spawn${
+      missing("spawner") ? ` (ignored: ${missing("spawner")})` : ""
+    }`,
+  ignore: missing("spawner") !== undefined,
+  fn: async (t) => {
+    const { dir, path } = await buildStarter("spawner");
+    try {
+      await withListener((target) => allFaults(target, t), path);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 // ------------------------------------------------------------ soak

@@ -44,6 +44,7 @@ import {
   Sandbox,
 } from "./helpers/sandbox.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
+import { buildStarter, missing } from "./helpers/fd3exec.ts";
 import { Server } from "./listen_support/server.ts";
 
 const SEED = Number(Deno.env.get("MODEL_SEED") ?? 20261204);
@@ -1041,11 +1042,13 @@ async function withTcpserver(
 /** main.ts in listen mode on 127.0.0.1, port chosen by the kernel. */
 async function withListener(
   body: (target: Target) => Promise<void>,
+  spawner?: string,
 ): Promise<void> {
   await using box = await Sandbox.create();
   const [wrapper, forcePath] = await writeWrapper(box);
+  const flags = spawner === undefined ? [] : ["--fd3-spawner", spawner];
   await using server = await Server.start({
-    options: ["--listen", "127.0.0.1:0", ...TIMINGS],
+    options: [...flags, "--listen", "127.0.0.1:0", ...TIMINGS],
     check: [wrapper, "check"],
     password: `${wrapper} set`,
     hostname: HOST,
@@ -1053,7 +1056,7 @@ async function withListener(
   });
   let connected = 0;
   await body({
-    name: "listen mode",
+    name: spawner === undefined ? "listen mode" : "listen mode with fd3spawn",
     box,
     forcePath,
     connect: () => {
@@ -1070,11 +1073,33 @@ async function withListener(
       return problems;
     },
     log: () => server.logs.join("\n"),
-    parentOf: (runs) =>
-      runs.some((e) => e.ppid !== server.pid)
-        ? `a run whose parent is not the server ${server.pid}`
-        : undefined,
+    parentOf: (runs) => {
+      // The server starts each program itself, or its one fd3spawn does.
+      const parent = spawner === undefined ? server.pid : spawnerOf(server.pid);
+      return runs.some((e) => e.ppid !== parent)
+        ? `a run whose parent is not ${
+          spawner === undefined ? "the server" : "fd3spawn"
+        } ${parent}`
+        : undefined;
+    },
   });
+}
+
+/** The pid of the fd3spawn that the listen server `pid` started, or 0. */
+function spawnerOf(pid: number): number {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid && stat.includes("(fd3spawn)")) {
+        return Number(entry.name);
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
 }
 
 const TARGETS = { tcpserver: withTcpserver, listen: withListener } as const;
@@ -1110,6 +1135,23 @@ Deno.test(`model: stdio under tcpserver, ${RUNS} runs of 3-5 concurrent sessions
 Deno.test(`model: listen mode, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED + 1})`, async () => {
   await withListener((target) => check(target, SEED + 1));
   summary("listen");
+});
+
+Deno.test({
+  name:
+    `model: listen mode with fd3spawn, ${RUNS} runs of 3-5 concurrent sessions (seed ${
+      SEED + 2
+    })${missing("spawner") ? ` (ignored: ${missing("spawner")})` : ""}`,
+  ignore: missing("spawner") !== undefined,
+  fn: async () => {
+    const { dir, path } = await buildStarter("spawner");
+    try {
+      await withListener((target) => check(target, SEED + 2), path);
+      summary("listen with fd3spawn");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 /** The property's run function for one fixed set of scripts, for named regressions. */

@@ -41,7 +41,7 @@ const NOLIBC_HERE = Deno.build.os === "linux" &&
   (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
 
 /** Why `kind` cannot run here, or undefined. */
-function missing(kind: LauncherKind): string | undefined {
+export function missing(kind: LauncherKind): string | undefined {
   if (kind === "sh") return undefined;
   if (!hasTool("cc")) return "cc not installed";
   if (kind === "nolibc" && !NOLIBC_HERE) return "no nolibc build here";
@@ -81,7 +81,7 @@ function launcherTest(kind: LauncherKind): {
 }
 
 /** Build fd3exec of `kind` (or fd3spawn) into a new temporary folder; throws with the script's output. */
-async function buildFd3exec(
+export async function buildStarter(
   kind: "libc" | "nolibc" | "spawner",
 ): Promise<{ dir: string; path: string }> {
   const dir = await Deno.makeTempDir({ prefix: "fd3exec-" });
@@ -143,7 +143,7 @@ async function launcher(kind: LauncherKind): Promise<Launcher> {
       [Symbol.asyncDispose]: async () => {},
     };
   }
-  const { dir, path } = await buildFd3exec(kind);
+  const { dir, path } = await buildStarter(kind);
   const remove = () => Deno.remove(dir, { recursive: true });
   if (kind === "spawner") {
     const spawner = startSpawner(path, (m) => {
