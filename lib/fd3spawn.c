@@ -63,7 +63,7 @@
 struct stream {
   int fd;            /* -1 once closed */
   uint32_t kept;
-  uint32_t total;
+  uint32_t total;    /* octets read, up to UINT32_MAX */
   char *buf;
 };
 
@@ -297,7 +297,9 @@ static void drain(struct run *r, struct stream *st) {
     uint32_t take = (uint32_t)n < room ? (uint32_t)n : room;
     memcpy(st->buf + st->kept, scratch, take);
     st->kept += take;
-    st->total += (uint32_t)n;
+    /* A flood of 4 GiB and more is reported as 4 GiB less one octet. */
+    st->total = (uint32_t)n > UINT32_MAX - st->total ? UINT32_MAX
+                                                     : st->total + (uint32_t)n;
   }
   memset(scratch, 0, sizeof scratch);
 }
