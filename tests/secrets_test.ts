@@ -33,6 +33,8 @@ import { StdioServer } from "./helpers/stdio.ts";
 import type { Transcript } from "./helpers/talk.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
 import { Server } from "./listen_support/server.ts";
+import { forEachLauncher, type Launcher } from "./helpers/fd3exec.ts";
+import { programBackend } from "../lib/programs.ts";
 
 const TIMINGS = QUICK;
 
@@ -408,11 +410,17 @@ Deno.test("secrets: no password in tcpserver's stderr, replies or back-end argv/
   );
 });
 
-Deno.test("secrets: no password in the listen server's log, replies or back-end argv/env", async () => {
+forEachLauncher(
+  "secrets: no password in the listen server's log, replies, back-end argv/env or fd3spawn's",
+  listenSecrets,
+  ["sh", "spawner"],
+);
+
+async function listenSecrets(launch: Launcher) {
   const mark = marker();
   await using box = await Sandbox.create(sharedAccounts(mark));
   await using server = await Server.start({
-    options: ["--listen", "127.0.0.1:0", ...TIMINGS],
+    options: [...launch.flags, "--listen", "127.0.0.1:0", ...TIMINGS],
     check: [FAKEAUTH, "check"],
     password: `${FAKEAUTH} set`,
     hostname: HOST,
@@ -429,6 +437,11 @@ Deno.test("secrets: no password in the listen server's log, replies or back-end 
       assert.ok(await waitUntil(() => ended() >= connected, 15_000));
     },
   }, mark);
+  // fd3spawn's own argv and environment, while it still runs.
+  const spawner = launch.name === "fd3spawn"
+    ? procText(spawnerOf(server.pid))
+    : "";
+  assert.equal(launch.name === "fd3spawn", spawner !== "");
   await server.stop();
   const log = server.logs.join("\n");
   assert.match(log, /stdout: (set-)?echox\d+\?\*{10,}/);
@@ -438,10 +451,39 @@ Deno.test("secrets: no password in the listen server's log, replies or back-end 
       "server stdout": server.stdout,
       replies: transcripts.map((t) => latin1(t.received)).join("\n"),
       "ledger argv/env": ledgerText(ledger),
+      "fd3spawn argv/env": spawner,
     }),
     [],
   );
-});
+}
+
+/** The child of `pid` that runs fd3spawn, or 0. */
+function spawnerOf(pid: number): number {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid && stat.includes("(fd3spawn)")) {
+        return Number(entry.name);
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
+}
+
+/** A process's argv and environment as text; empty when it is gone. */
+function procText(pid: number): string {
+  try {
+    return ["cmdline", "environ"].map((f) =>
+      latin1(Deno.readFileSync(`/proc/${pid}/${f}`))
+    ).join("\n");
+  } catch {
+    return "";
+  }
+}
 
 /** A back end that copies its fd-3 payload into its output the way $WAY says, then exits 0. */
 const PRINTER = `#!/bin/sh
@@ -476,6 +518,51 @@ const WAYS = [
   "line-cap",
   "twice",
 ];
+
+forEachLauncher(
+  "secrets: through fd3spawn, a back end that prints its payload gets it blanked out at every cut",
+  async (launch, t) => {
+    await using box = await Sandbox.create();
+    const printer = `${box.dir}/printer`;
+    await Deno.writeTextFile(printer, PRINTER);
+    await Deno.chmod(printer, 0o755);
+    const mark = marker();
+    const backend = programBackend({
+      checkArgv: [printer, "check"],
+      setArgv: [printer, "set"],
+      childTimeoutMs: 10_000,
+      ...launch.options,
+    });
+    for (const [i, way] of WAYS.entries()) {
+      await t.step(way, async () => {
+        const user = `pu${i}`;
+        const pw = passwords(mark, i);
+        const log: string[] = [];
+        const peer = {
+          remoteIp: "127.0.0.1",
+          env: { WAY: way, SPLIT: String(user.length + 1 + 6) },
+          log: (m: string) => log.push(m),
+        };
+        const u = bytes(user);
+        assert.deepEqual(await backend.check(u, bytes(pw.old), peer), {
+          kind: "ok",
+        });
+        assert.deepEqual(
+          await backend.change(u, bytes(pw.old), bytes(pw.fresh), peer),
+          { kind: "ok" },
+        );
+        const text = log.join("\n");
+        assert.match(
+          text,
+          /printer std(out|err): .*\*/,
+          "blanked output logged",
+        );
+        assert.deepEqual(hits(mark, { log: text }), []);
+      });
+    }
+  },
+  ["spawner"],
+);
 
 Deno.test("secrets: a back end that prints its payload gets it blanked out at every cut", async (t) => {
   await using box = await Sandbox.create();
