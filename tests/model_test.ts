@@ -44,7 +44,7 @@ import {
   Sandbox,
 } from "./helpers/sandbox.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
-import { buildStarter, missing } from "./helpers/fd3exec.ts";
+import { buildStarter, missing, spawnerOf } from "./helpers/fd3exec.ts";
 import { Server } from "./listen_support/server.ts";
 
 const SEED = Number(Deno.env.get("MODEL_SEED") ?? 20261204);
@@ -1083,23 +1083,6 @@ async function withListener(
         : undefined;
     },
   });
-}
-
-/** The pid of the fd3spawn that the listen server `pid` started, or 0. */
-function spawnerOf(pid: number): number {
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid && stat.includes("(fd3spawn)")) {
-        return Number(entry.name);
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return 0;
 }
 
 const TARGETS = { tcpserver: withTcpserver, listen: withListener } as const;

@@ -33,7 +33,11 @@ import { StdioServer } from "./helpers/stdio.ts";
 import type { Transcript } from "./helpers/talk.ts";
 import { Tcpserver } from "./helpers/tcpserver.ts";
 import { Server } from "./listen_support/server.ts";
-import { forEachLauncher, type Launcher } from "./helpers/fd3exec.ts";
+import {
+  forEachLauncher,
+  type Launcher,
+  spawnerOf,
+} from "./helpers/fd3exec.ts";
 import { programBackend } from "../lib/programs.ts";
 
 const TIMINGS = QUICK;
@@ -455,23 +459,6 @@ async function listenSecrets(launch: Launcher) {
     }),
     [],
   );
-}
-
-/** The child of `pid` that runs fd3spawn, or 0. */
-function spawnerOf(pid: number): number {
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid && stat.includes("(fd3spawn)")) {
-        return Number(entry.name);
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return 0;
 }
 
 /** A process's argv and environment as text; empty when it is gone. */

@@ -10,7 +10,11 @@ import { runChild } from "../lib/child.ts";
 import { encodeRequest, startSpawner } from "../lib/spawner.ts";
 import { writeAccounts } from "./helpers/accounts.ts";
 import { bytes, hex } from "./helpers/bytes.ts";
-import { forEachLauncher, type Launcher } from "./helpers/fd3exec.ts";
+import {
+  forEachLauncher,
+  type Launcher,
+  spawnerOf,
+} from "./helpers/fd3exec.ts";
 import { readLedger } from "./helpers/ledger.ts";
 import { Client } from "./listen_support/client.ts";
 import { fakeauth, Scratch } from "./listen_support/fixtures.ts";
@@ -128,14 +132,9 @@ forEachLauncher(
         5_000,
         "the program has started",
       );
-      const helper = allProcesses().find((p) =>
-        p.ppid === Deno.pid &&
-        Deno.readTextFileSync(`/proc/${p.pid}/cmdline`).startsWith(
-          pathOf(launch),
-        )
-      );
-      assert.ok(helper, "fd3spawn is our child");
-      Deno.kill(helper.pid, "SIGKILL");
+      const helper = spawnerOf(Deno.pid);
+      assert.ok(helper > 0, "fd3spawn is our child");
+      Deno.kill(helper, "SIGKILL");
       assert.deepEqual(await within(running, 5_000, "the run ends"), {
         kind: "spawnFailed",
         message: "fd3spawn ended (SIGKILL)",
@@ -177,12 +176,12 @@ forEachLauncher(
     assert.equal(await client.ask("pass old"), R.passOk);
     await client.send("newpass new\r\n");
     const helper = await until(
-      () => allProcesses().find((p) => p.ppid === server.pid),
+      () => spawnerOf(server.pid) || undefined,
       3_000,
       "fd3spawn running",
     );
     await until(
-      () => allProcesses().some((p) => p.ppid === helper.pid) || undefined,
+      () => allProcesses().some((p) => p.ppid === helper) || undefined,
       3_000,
       "setpassword running",
     );
@@ -198,7 +197,7 @@ forEachLauncher(
     const groups = new Set(runs.map((run) => run.pid));
     assert.deepEqual(inGroups(groups), [], "a back-end process survived");
     assert.equal(
-      allProcesses().some((p) => p.pid === helper.pid),
+      allProcesses().some((p) => p.pid === helper),
       false,
       "fd3spawn survived",
     );

@@ -165,3 +165,20 @@ async function launcher(kind: LauncherKind): Promise<Launcher> {
     [Symbol.asyncDispose]: remove,
   };
 }
+
+/** The pid of the fd3spawn that the process `pid` (a listen server) started, or 0. */
+export function spawnerOf(pid: number): number {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid && stat.includes("(fd3spawn)")) {
+        return Number(entry.name);
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
+}
