@@ -79,6 +79,18 @@ export const CHILD_READ_SMALL = 4 * 1024;
 /** See `CHILD_READ_SMALL`. */
 export const CHILD_READ_SIZE = 64 * 1024;
 
+/**
+ * After a session's last reply, input the client has already sent is read
+ * and dropped before the socket is closed (`lib/linger.ts`), so the close
+ * is a FIN and not an RST that could destroy the reply: until EOF, or this
+ * long without input (a client that sent nothing more)…
+ */
+export const LINGER_IDLE_MS = 50;
+/** …or this long in all (a client that keeps sending)… */
+export const LINGER_MAX_MS = 1_000;
+/** …or this many octets. */
+export const LINGER_MAX_OCTETS = 64 * 1024;
+
 /** After a child has exited, how long its output pipes may stay open. */
 export const CHILD_DRAIN_MS = 1_000;
 

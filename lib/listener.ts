@@ -10,6 +10,7 @@ import type { Backend } from "./backend.ts";
 import { realClock } from "./clock.ts";
 import { formatAddress, type ListenAddress } from "./config.ts";
 import { type Limits, shutdownGraceMs } from "./limits.ts";
+import { discardPending } from "./linger.ts";
 import { type LogSink, processLog, sessionLog } from "./log.ts";
 import { replyBytes } from "./replies.ts";
 import { runSession } from "./session.ts";
@@ -110,6 +111,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
       peer: { remoteIp: accepted.remote.ip, env, log: slog },
       shutdown: stopping.signal,
     });
+    await discardPending(accepted.conn.read, realClock);
   };
 
   const onError = (message: string) => log(message);

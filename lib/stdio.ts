@@ -8,6 +8,7 @@
 import type { Backend } from "./backend.ts";
 import { realClock } from "./clock.ts";
 import { CLIENT_READ_SIZE, type Limits } from "./limits.ts";
+import { discardPending } from "./linger.ts";
 import { type LogSink, sessionLog } from "./log.ts";
 import { type Connection, runSession, type SessionEnd } from "./session.ts";
 
@@ -64,7 +65,7 @@ export async function serveStdio(options: {
   };
   const { remoteIp, env } = stdioPeer(options.env);
   const log = sessionLog(options.sink, String(Deno.pid), remoteIp);
-  return await runSession(conn, {
+  const end = await runSession(conn, {
     greeting: options.greeting,
     backend: options.backend,
     limits: options.limits,
@@ -72,4 +73,6 @@ export async function serveStdio(options: {
     log,
     peer: { remoteIp, env, log },
   });
+  await discardPending(conn.read, realClock);
+  return end;
 }
