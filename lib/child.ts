@@ -7,9 +7,9 @@
  * fd 0 before it execs the program. `lib/fd3exec.c`, when the operator
  * builds it and names it (`--fd3-helper`), does the same and the setsid in
  * one exec instead of three. With `--fd3-spawner`, a long-lived
- * `lib/fd3spawn.c` does all of it instead (`lib/spawner.ts`). The child runs in its own process
- * group, which is killed on timeout and again after a normal exit so no
- * grandchild survives. Its stdout and stderr are captured for the log and
+ * `lib/fd3spawn.c` does all of it instead (`lib/spawner.ts`). The child
+ * runs in its own process group, which is killed on timeout and again
+ * after a normal exit so no grandchild survives. Its stdout and stderr are captured for the log and
  * can never reach the client.
  *
  * @module

@@ -28,6 +28,8 @@ const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const HEADER = 4 * 8;
 const REPLY_HEADER = 4 * 9;
 const HOW = ["exited", "signaled", "timeout", "spawnFailed"] as const;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Linux signal numbers, for the log (`killed by SIGKILL`). */
 const SIGNALS = [
@@ -60,7 +62,6 @@ export function encodeRequest(
   keep: number,
   options: ChildOptions,
 ): Uint8Array {
-  const encoder = new TextEncoder();
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
   const strings = [...options.argv, ...env].map((s) => encoder.encode(s));
   const size = HEADER - 4 +
@@ -226,7 +227,7 @@ function deliver(frame: Uint8Array, pending: Map<number, Pending>): void {
     redact,
     (line) => options.onOutput?.("stderr", line),
   );
-  const message = new TextDecoder().decode(
+  const message = decoder.decode(
     frame.subarray(at + outKept + errKept),
   );
   frame.fill(0);
