@@ -10,27 +10,27 @@
  * @module
  */
 
-import type { Backend } from "./lib/backend.ts";
+import type { Backend } from "./lib/stores/backend.ts";
 import {
   type Config,
   denoProbe,
   parseInvocation,
   UsageError,
-} from "./lib/config.ts";
+} from "./lib/config/config.ts";
 import {
   describe,
   serve,
   type ServeOptions,
   type Server,
-} from "./lib/listener.ts";
-import { processLog, stderrSink } from "./lib/log.ts";
-import { type TlsFiles, tlsProblem } from "./lib/transports.ts";
-import { asksForListen, usageText } from "./lib/options.ts";
-import { programBackend } from "./lib/programs.ts";
-import { type Spawner, startSpawner } from "./lib/spawner.ts";
-import { greetingBytes, replyBytes } from "./lib/replies.ts";
-import { serveStdio, writeAll } from "./lib/stdio.ts";
-import { VERSION } from "./lib/version.ts";
+} from "./lib/serve/listener.ts";
+import { processLog, stderrSink } from "./lib/common/log.ts";
+import { type TlsFiles, tlsProblem } from "./lib/serve/transports.ts";
+import { asksForListen, usageText } from "./lib/config/options.ts";
+import { programBackend } from "./lib/stores/programs/programs.ts";
+import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
+import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
+import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
+import { VERSION } from "./lib/common/version.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -183,7 +183,7 @@ async function createBackend(
   // Loaded on first use: the programs back end (one process per connection
   // under tcpserver) never pays for the hash libraries.
   const { createPasswdFileBackend } = await import(
-    "./lib/passwdfile/backend.ts"
+    "./lib/stores/passwdfile/backend.ts"
   );
   return await createPasswdFileBackend({
     path: backend.path,

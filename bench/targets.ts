@@ -10,9 +10,9 @@
  * @module
  */
 
-import { runChild } from "../lib/child.ts";
-import { startSpawner } from "../lib/spawner.ts";
-import { changePayload, checkPayload } from "../lib/fd3.ts";
+import { runChild } from "../lib/stores/programs/child.ts";
+import { startSpawner } from "../lib/stores/programs/spawner.ts";
+import { changePayload, checkPayload } from "../lib/stores/programs/fd3.ts";
 import { cpuOf, type LoadResult, runPool } from "./loadgen.ts";
 
 /** Host name in every greeting. */

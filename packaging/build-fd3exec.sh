@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build lib/fd3exec.c: build-fd3exec.sh OUTPUT [auto|libc|nolibc]
+# Build lib/stores/programs/fd3exec.c: build-fd3exec.sh OUTPUT [auto|libc|nolibc]
 #
 #   nolibc  no C library: fd3exec makes its few system calls itself, so
 #           nothing (no glibc start-up, no dynamic loader) runs before the
@@ -15,7 +15,7 @@ set -eu
 out=${1:?usage: build-fd3exec.sh OUTPUT [auto|libc|nolibc]}
 kind=${2:-auto}
 here=$(cd "$(dirname "$0")" && pwd)
-source=$here/../lib/fd3exec.c
+source=$here/../lib/stores/programs/fd3exec.c
 cc=${CC:-cc}
 
 if [ "$kind" = auto ]; then

@@ -5,18 +5,26 @@
  * A plain `deno bundle main.ts` would put the passwd-file back end and its
  * hash library (120 KB of the 170 KB) in the part V8 loads on every start,
  * and under tcpserver every connection is a start: it cost 1.6 ms of each
- * one (median of 60 starts each way). So the back end is bundled on its
- * own and embedded as a base64 `data:` module in place of its dynamic
- * import, which only `--passwd-file` reaches. Its licence notices and the
- * npm packages it holds are repeated as plain comments at the end.
+ * one (median of 60 starts each way). So each store main.ts loads by
+ * dynamic import (`LAZY_MODULES`) is bundled on its own and embedded as a
+ * base64 `data:` module in place of that import, which only its own option
+ * reaches. Their licence notices and the npm packages they hold are
+ * repeated as plain comments at the end.
  *
  * @module
  */
 
-/** The dynamic import in main.ts that the embedded module replaces. */
-const PASSWD_FILE = "./lib/passwdfile/backend.ts";
-/** The function at the end of the bundle that returns the embedded module's URL. */
-const EMBEDDED = "embeddedPasswdFileModule";
+/**
+ * The stores main.ts loads by dynamic import, each bundled on its own and
+ * embedded as a `data:` module behind a function of its own name. A new
+ * store adds one line here.
+ */
+export const LAZY_MODULES: readonly { path: string; fn: string }[] = [
+  {
+    path: "./lib/stores/passwdfile/backend.ts",
+    fn: "embeddedPasswdFileModule",
+  },
+];
 
 async function bundle(args: string[]): Promise<void> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -37,50 +45,64 @@ function base64(text: string): string {
   return btoa(binary);
 }
 
-/** Join the two bundles; throws if main.ts no longer imports the back end exactly once. */
-export function embed(outer: string, inner: string): string {
-  const call = `import(${JSON.stringify(PASSWD_FILE)})`;
-  const parts = outer.split(call);
-  if (parts.length !== 2) {
-    throw new Error(`expected exactly one ${call} in the main bundle`);
+/**
+ * Join the main bundle and the lazily loaded ones (`inner` maps a module
+ * path of `LAZY_MODULES` to its bundle); throws if main.ts does not import
+ * each exactly once.
+ */
+export function embed(
+  outer: string,
+  inner: ReadonlyMap<string, string>,
+  modules: readonly { path: string; fn: string }[] = LAZY_MODULES,
+): string {
+  let main = outer;
+  const tail: string[] = [];
+  for (const { path, fn } of modules) {
+    const text = inner.get(path);
+    if (text === undefined) throw new Error(`no bundle for ${path}`);
+    const call = `import(${JSON.stringify(path)})`;
+    const parts = main.split(call);
+    if (parts.length !== 2) {
+      throw new Error(`expected exactly one ${call} in the main bundle`);
+    }
+    // Through a function, not a literal import(): `deno run` parses the
+    // literal specifiers of dynamic imports at every start to load them
+    // ahead, which would decode and parse the embedded module each time.
+    main = parts[0] + `import(${fn}())` + parts[1];
+    const url = `data:text/javascript;base64,${base64(text)}`;
+    const notices = [...text.matchAll(/\/\*![\s\S]*?\*\//g)].map((m) => m[0]);
+    const packages = [
+      ...new Set(text.match(/^\/\/ .*registry\.npmjs\.org\/.*$/gm) ?? []),
+    ];
+    tail.push(
+      "",
+      `// ${path} as a data: module, loaded on first use, with`,
+      ...packages,
+      ...notices,
+      `function ${fn}() {`,
+      `  return ${JSON.stringify(url)};`,
+      "}",
+    );
   }
-  const url = `data:text/javascript;base64,${base64(inner)}`;
-  // Through a function, not a literal import(): `deno run` parses the
-  // literal specifiers of dynamic imports at every start to load them
-  // ahead, which would decode and parse the embedded module each time.
-  const notices = [...inner.matchAll(/\/\*![\s\S]*?\*\//g)].map((m) => m[0]);
-  const packages = [
-    ...new Set(inner.match(/^\/\/ .*registry\.npmjs\.org\/.*$/gm) ?? []),
-  ];
-  return [
-    parts[0] + `import(${EMBEDDED}())` + parts[1]!.trimEnd(),
-    "",
-    `// ${PASSWD_FILE} as a data: module, loaded on first use of --passwd-file, with`,
-    ...packages,
-    ...notices,
-    `function ${EMBEDDED}() {`,
-    `  return ${JSON.stringify(url)};`,
-    "}",
-    "",
-  ].join("\n");
+  return [main.trimEnd(), ...tail, ""].join("\n");
 }
 
 if (import.meta.main) {
   const output = Deno.args[0] ?? "dist/qmail-poppass.js";
   const work = await Deno.makeTempDir({ prefix: "qmail-poppass-bundle-" });
   try {
-    await bundle(["-o", `${work}/passwdfile.js`, PASSWD_FILE]);
+    const inner = new Map<string, string>();
+    for (const [i, { path }] of LAZY_MODULES.entries()) {
+      await bundle(["-o", `${work}/lazy${i}.js`, path]);
+      inner.set(path, await Deno.readTextFile(`${work}/lazy${i}.js`));
+    }
     await bundle([
-      "--external",
-      PASSWD_FILE,
+      ...LAZY_MODULES.flatMap(({ path }) => ["--external", path]),
       "-o",
       `${work}/main.js`,
       "main.ts",
     ]);
-    const joined = embed(
-      await Deno.readTextFile(`${work}/main.js`),
-      await Deno.readTextFile(`${work}/passwdfile.js`),
-    );
+    const joined = embed(await Deno.readTextFile(`${work}/main.js`), inner);
     const folder = output.includes("/") ? output.replace(/\/[^/]*$/, "") : ".";
     await Deno.mkdir(folder, { recursive: true });
     await Deno.writeTextFile(output, joined);

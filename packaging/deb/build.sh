@@ -3,7 +3,7 @@
 #
 # The package holds the bundle (deno task bundle), the Deno runtime from
 # the npm package @deno/linux-x64-glibc (the version the tests ran with,
-# DENO_RUNTIME_VERSION, default 2.9.6), fd3exec compiled from lib/fd3exec.c
+# DENO_RUNTIME_VERSION, default 2.9.6), fd3exec compiled from lib/stores/programs/fd3exec.c
 # (needs cc), the launcher /usr/sbin/qmail-poppass,
 # the man page, the systemd units, the daemontools and fail2ban examples
 # and a machine-readable copyright file. The only network it needs is the
@@ -36,9 +36,9 @@ for tool in dpkg-deb npm tar gzip md5sum sed awk git cc; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-version=$(sed -n 's/^export const VERSION = "\([^"]*\)";$/\1/p' lib/version.ts)
+version=$(sed -n 's/^export const VERSION = "\([^"]*\)";$/\1/p' lib/common/version.ts)
 [[ $version =~ ^[0-9][A-Za-z0-9.+~]*$ ]] ||
-  die "lib/version.ts: no usable VERSION (got '$version')"
+  die "lib/common/version.ts: no usable VERSION (got '$version')"
 output=${1:-dist/${package}_${version}_amd64.deb}
 epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -121,13 +121,13 @@ done
 # --- 2b. fd3exec and fd3spawn, the compiled starters ---------------------------------
 # The nolibc build on amd64 (see the script), stripped the way dh_strip
 # strips.
-say "compiling lib/fd3exec.c"
+say "compiling lib/stores/programs/fd3exec.c"
 fd3exec_kind=$(sh packaging/build-fd3exec.sh "$work/fd3exec") ||
-  die "cannot compile lib/fd3exec.c"
+  die "cannot compile lib/stores/programs/fd3exec.c"
 say "fd3exec: the $fd3exec_kind build"
-say "compiling lib/fd3spawn.c"
+say "compiling lib/stores/programs/fd3spawn.c"
 sh packaging/build-fd3spawn.sh "$work/fd3spawn" ||
-  die "cannot compile lib/fd3spawn.c"
+  die "cannot compile lib/stores/programs/fd3spawn.c"
 
 # --- 3. The file tree ----------------------------------------------------------
 say "staging"

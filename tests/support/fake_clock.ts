@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Clock, Timer } from "../../lib/clock.ts";
+import type { Clock, Timer } from "../../lib/common/clock.ts";
 
 interface Pending {
   readonly at: number;

@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { Backend, Outcome } from "../../lib/backend.ts";
-import type { Connection } from "../../lib/session.ts";
+import type { Backend, Outcome } from "../../lib/stores/backend.ts";
+import type { Connection } from "../../lib/protocol/session.ts";
 
 /** A connection the test feeds and reads; `written` holds every reply octet. */
 export class MemoryConn implements Connection {

@@ -1,0 +1,280 @@
+/**
+ * Listening sockets for listen mode: plain TCP through `Deno.listen`, and
+ * implicit TLS through `node:tls` (its handshake timeout releases sockets
+ * of clients that never finish a handshake, which `Deno.listenTls` does
+ * not). Both hand the listener the same `Accepted` shape.
+ *
+ * @module
+ */
+
+import type { X509Certificate } from "node:crypto";
+import type { Socket } from "node:net";
+import type { Server, TLSSocket } from "node:tls";
+import type { ListenAddress } from "../config/config.ts";
+import {
+  CLIENT_READ_SIZE,
+  TLS_CLOSE_MS,
+  TLS_HANDSHAKE_MS,
+} from "../common/limits.ts";
+import type { Connection } from "../protocol/session.ts";
+import { writeAll } from "./stdio.ts";
+
+/** One endpoint of a TCP connection. */
+export interface Endpoint {
+  readonly ip: string;
+  readonly port: number;
+}
+
+/** A client connection, ready for a session. */
+export interface Accepted {
+  readonly conn: Connection;
+  readonly remote: Endpoint;
+  readonly local: Endpoint;
+  /** Close the connection; safe to call more than once. */
+  close(): void;
+}
+
+/** A bound listening socket. */
+export interface Transport {
+  /** The address actually bound (port 0 becomes the chosen port). */
+  readonly address: Endpoint;
+  readonly tls: boolean;
+  /** Stop accepting; established connections are not touched. */
+  close(): void;
+}
+
+/** PEM certificate and key, as text. */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/**
+ * Why a certificate and key cannot serve TLS, or `undefined` when they can.
+ * `node:tls` takes any text in `createServer` and `setSecureContext` and
+ * only fails every handshake later, so the pair is checked before use.
+ */
+export async function tlsProblem(files: TlsFiles): Promise<string | undefined> {
+  // Loaded on first use: a stdio-mode start (one per connection) never pays for it.
+  const { createPrivateKey, X509Certificate } = await import("node:crypto");
+  const why = (error: unknown) =>
+    error instanceof Error ? error.message : String(error);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(files.cert);
+  } catch (error) {
+    return `--tls-cert holds no PEM certificate (${why(error)})`;
+  }
+  try {
+    if (cert.checkPrivateKey(createPrivateKey(files.key))) return undefined;
+  } catch (error) {
+    return `--tls-key holds no PEM private key (${why(error)})`;
+  }
+  return "--tls-key does not belong to the first certificate in --tls-cert";
+}
+
+/** `::ffff:192.0.2.1` → `192.0.2.1`, so logs and TCPREMOTEIP look the same on dual-stack sockets. */
+export function plainIp(ip: string): string {
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? ip.slice(7) : ip;
+}
+
+/** Listen with plain TCP; calls `onConnection` for each accepted client. */
+export function listenPlain(
+  address: ListenAddress,
+  onConnection: (accepted: Accepted) => void,
+  onError: (message: string) => void,
+): Transport {
+  const listener = Deno.listen({
+    hostname: address.hostname,
+    port: address.port,
+    transport: "tcp",
+  });
+  const bound = listener.addr as Deno.NetAddr;
+  (async () => {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (
+          error instanceof Deno.errors.BadResource ||
+          error instanceof Deno.errors.Interrupted
+        ) return;
+        onError(
+          `accept failed: ${error instanceof Error ? error.message : error}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      onConnection(fromDenoConn(conn));
+    }
+  })();
+  return {
+    address: { ip: plainIp(bound.hostname), port: bound.port },
+    tls: false,
+    close: () => {
+      try {
+        listener.close();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}
+
+function fromDenoConn(conn: Deno.TcpConn): Accepted {
+  const remote = conn.remoteAddr;
+  const local = conn.localAddr;
+  let closed = false;
+  return {
+    conn: {
+      read: async () => {
+        const buffer = new Uint8Array(CLIENT_READ_SIZE);
+        const n = await conn.read(buffer);
+        return n === null ? null : buffer.subarray(0, n);
+      },
+      write: (bytes) => writeAll(conn, bytes),
+    },
+    remote: { ip: plainIp(remote.hostname), port: remote.port },
+    local: { ip: plainIp(local.hostname), port: local.port },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      try {
+        conn.close();
+      } catch {
+        // the client may have reset the connection already
+      }
+    },
+  };
+}
+
+/** A TLS listener whose certificate can be replaced while it runs. */
+export interface TlsTransport extends Transport {
+  /** Use a new certificate and key for new connections. */
+  reload(files: TlsFiles): void;
+}
+
+/**
+ * Listen with implicit TLS; clients that do not complete the handshake in
+ * time are dropped. At most `maxHandshakes` connections may be in their
+ * handshake at once; more are closed at accept, so silent clients cannot
+ * pile up descriptors (tcpserver's `-c` counts from accept too).
+ */
+export async function listenTls(
+  address: ListenAddress,
+  files: TlsFiles,
+  maxHandshakes: number,
+  onConnection: (accepted: Accepted) => void,
+  onError: (message: string) => void,
+): Promise<TlsTransport> {
+  const { createServer } = await import("node:tls");
+  const server: Server = createServer({
+    cert: files.cert,
+    key: files.key,
+    handshakeTimeout: TLS_HANDSHAKE_MS,
+  });
+  // Connections between accept and the end of their handshake, by peer.
+  const handshaking = new Set<string>();
+  const peer = (
+    s: { remoteAddress?: string | undefined; remotePort?: number | undefined },
+  ) => `${s.remoteAddress}|${s.remotePort}`;
+  server.on("connection", (raw: Socket) => {
+    if (handshaking.size >= maxHandshakes) {
+      onError(
+        `limit reached: ${maxHandshakes} TLS handshakes in progress, ${
+          plainIp(raw.remoteAddress ?? "?")
+        } dropped`,
+      );
+      raw.destroy();
+      return;
+    }
+    const key = peer(raw);
+    handshaking.add(key);
+    raw.once("close", () => handshaking.delete(key));
+  });
+  server.on("secureConnection", (socket: TLSSocket) => {
+    handshaking.delete(peer(socket));
+    onConnection(fromTlsSocket(socket));
+  });
+  server.on("tlsClientError", (error, socket) => {
+    // After a failed handshake the TLS socket has forgotten its peer; the
+    // plain socket underneath (node's `_parent`) still knows it.
+    const parent = (socket as unknown as { _parent?: Socket })._parent;
+    const ip = socket.remoteAddress ?? parent?.remoteAddress ?? "unknown";
+    onError(`TLS handshake failed from ${plainIp(ip)}: ${error.message}`);
+    socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(address.port, address.hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on(
+    "error",
+    (error) => onError(`TLS listener error: ${error.message}`),
+  );
+  const bound = server.address();
+  const port = typeof bound === "object" && bound ? bound.port : address.port;
+  return {
+    address: { ip: plainIp(address.hostname), port },
+    tls: true,
+    close: () => server.close(),
+    reload: (next) =>
+      server.setSecureContext({ cert: next.cert, key: next.key }),
+  };
+}
+
+function fromTlsSocket(socket: TLSSocket): Accepted {
+  const queue: (Uint8Array | null)[] = [];
+  let waiting: ((chunk: Uint8Array | null) => void) | undefined;
+  const push = (chunk: Uint8Array | null) => {
+    if (waiting) {
+      const resolve = waiting;
+      waiting = undefined;
+      resolve(chunk);
+    } else {
+      queue.push(chunk);
+      if (chunk) socket.pause();
+    }
+  };
+  socket.on("data", (chunk: Uint8Array) => push(new Uint8Array(chunk)));
+  socket.on("end", () => push(null));
+  socket.on("close", () => push(null));
+  socket.on("error", () => push(null));
+  return {
+    conn: {
+      read: () => {
+        const next = queue.shift();
+        if (next !== undefined) return Promise.resolve(next);
+        socket.resume();
+        return new Promise((resolve) => (waiting = resolve));
+      },
+      write: (bytes) =>
+        new Promise<void>((resolve, reject) => {
+          if (socket.destroyed) {
+            return reject(new Deno.errors.BrokenPipe("client gone"));
+          }
+          socket.write(bytes, (error) => (error ? reject(error) : resolve()));
+        }),
+    },
+    remote: {
+      ip: plainIp(socket.remoteAddress ?? "unknown"),
+      port: socket.remotePort ?? 0,
+    },
+    local: {
+      ip: plainIp(socket.localAddress ?? "unknown"),
+      port: socket.localPort ?? 0,
+    },
+    close: () => {
+      if (socket.destroyed) return;
+      // end() sends the last reply and close_notify; a client that never
+      // reads them must not keep the socket, so destroy it soon after.
+      socket.end();
+      const timer = setTimeout(() => socket.destroy(), TLS_CLOSE_MS);
+      socket.once("close", () => clearTimeout(timer));
+    },
+  };
+}

@@ -1,0 +1,271 @@
+/**
+ * Listen mode's concurrency caps (case 21 of `../shared/spec/test-plan.md`):
+ * the extra connection gets the refusal line, slots come back.
+ */
+
+import assert from "node:assert/strict";
+import { Client, closeAll } from "../support/listen_client.ts";
+import { makeCert, Scratch } from "../support/listen_fixtures.ts";
+import { fdCount } from "../support/listen_proc.ts";
+import { greeting, R } from "../support/pinned_replies.ts";
+import { Server } from "../support/listen_server.ts";
+import { sleep, timed, until } from "../support/listen_time.ts";
+
+const V4 = "127.0.0.1";
+const V6 = "::1";
+
+/** A server on both loopbacks, so two client IPs are available. */
+function capped(scratch: Scratch): Promise<Server> {
+  return Server.start({
+    options: [
+      "--listen",
+      "127.0.0.1:0",
+      "--listen",
+      "[::1]:0",
+      "--max-sessions",
+      "3",
+      "--max-per-ip",
+      "2",
+      "--fail-delay",
+      "2",
+    ], // deno-fmt-ignore
+    check: [scratch.script("rule")],
+    password: scratch.script("rule"),
+  });
+}
+
+/** Connect and expect the greeting. */
+async function admitted(server: Server, ip: string): Promise<Client> {
+  const c = await Client.connect({
+    hostname: ip,
+    port: server.port(ip === V4 ? 0 : 1),
+  });
+  try {
+    assert.equal(await c.line(), greeting());
+    return c;
+  } catch (error) {
+    await c.close();
+    throw error;
+  }
+}
+
+/** Connect and expect exactly the refusal, then the close. */
+async function refused(server: Server, ip: string): Promise<void> {
+  await using c = await Client.connect({
+    hostname: ip,
+    port: server.port(ip === V4 ? 0 : 1),
+  });
+  assert.deepEqual(await c.rest(), { data: R.tooMany, ending: "eof" });
+}
+
+/** Close a client and wait until the server has ended its session. */
+async function release(server: Server, c: Client): Promise<void> {
+  const from = server.logs.length;
+  await c.close();
+  await server.waitForLog(/session end: eof/, 5_000, from);
+}
+
+Deno.test("the session caps refuse the extra connection and give the slot back", async (t) => {
+  await using scratch = await Scratch.create();
+  await t.step(
+    "a third connection from one IP gets the refusal line and is closed",
+    async () => {
+      await using server = await capped(scratch);
+      const open = [await admitted(server, V4), await admitted(server, V4)];
+      try {
+        await refused(server, V4);
+        await server.waitForLog(
+          /ip=127\.0\.0\.1: limit reached: max-per-ip 2, connection refused$/,
+        );
+        open.push(await admitted(server, V6));
+      } finally {
+        await closeAll(open);
+      }
+    },
+  );
+  await t.step(
+    "a fourth connection overall is refused, from any IP",
+    async () => {
+      await using server = await capped(scratch);
+      const open = [
+        await admitted(server, V4),
+        await admitted(server, V6),
+        await admitted(server, V6),
+      ];
+      try {
+        await refused(server, V4);
+        await server.waitForLog(
+          /ip=127\.0\.0\.1: limit reached: max-sessions 3, connection refused$/,
+        );
+      } finally {
+        await closeAll(open);
+      }
+    },
+  );
+  await t.step("slots come back when sessions end", async () => {
+    await using server = await capped(scratch);
+    const open = [
+      await admitted(server, V4),
+      await admitted(server, V4),
+      await admitted(server, V6),
+    ];
+    try {
+      await refused(server, V6);
+      await release(server, open.shift()!);
+      open.push(await admitted(server, V4));
+      await refused(server, V4);
+      await release(server, open.shift()!);
+      await release(server, open.shift()!);
+      open.push(await admitted(server, V4));
+      open.push(await admitted(server, V6));
+    } finally {
+      await closeAll(open);
+    }
+  });
+  await t.step(
+    "a session keeps its slot during its failure delay",
+    async () => {
+      await using server = await capped(scratch);
+      const failing = await admitted(server, V4);
+      const idle = await admitted(server, V4);
+      try {
+        assert.equal(await failing.ask("user bad"), R.userOk);
+        const sent = performance.now();
+        await failing.send("pass wrong\r\n");
+        await server.waitForLog(
+          /authentication failed for bad: rejected, exit 1$/,
+        );
+        await refused(server, V4);
+        assert.equal(await failing.line(4_000), R.authFailed);
+        assert.ok(performance.now() - sent >= 2_000);
+        assert.deepEqual(await failing.rest(), { data: "", ending: "eof" });
+        await server.waitForLog(/session end: failure/);
+        const next = await admitted(server, V4);
+        await next.close();
+      } finally {
+        await closeAll([failing, idle]);
+      }
+    },
+  );
+});
+
+Deno.test("an idle session is closed at --idle-timeout and gives its slot back", async () => {
+  await using scratch = await Scratch.create();
+  await using server = await Server.start({
+    options: [
+      "--listen",
+      "127.0.0.1:0",
+      "--max-sessions",
+      "1",
+      "--idle-timeout",
+      "1",
+    ],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  await using idle = await Client.connect({ hostname: V4, port });
+  assert.equal(await idle.line(), greeting());
+  await refused(server, V4);
+  const { value: end, ms } = await timed(() => idle.rest(5_000));
+  assert.deepEqual(end, { data: "500 Timeout.\r\n", ending: "eof" });
+  assert.ok(ms > 700 && ms < 4_000, `closed after ${ms} ms`);
+  await server.waitForLog(/session end: idleTimeout/);
+  await using next = await Client.connect({ hostname: V4, port });
+  assert.equal(await next.line(), greeting());
+});
+
+Deno.test("over TLS the refusal line arrives encrypted and the slot comes back", async () => {
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "caps");
+  await using server = await Server.start({
+    options: [
+      "--listen",
+      "127.0.0.1:0",
+      "--tls-cert",
+      cert.certFile,
+      "--tls-key",
+      cert.keyFile,
+      "--max-per-ip",
+      "1",
+    ],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const target = { hostname: V4, port: server.port(), caCerts: [cert.pem] };
+  const first = await Client.connect(target);
+  try {
+    assert.equal(await first.line(), greeting());
+    {
+      await using extra = await Client.connect(target);
+      assert.deepEqual(
+        await extra.rest(),
+        { data: R.tooMany, ending: "eof" },
+        String(extra.error),
+      );
+    }
+    await release(server, first);
+    await using again = await Client.connect(target);
+    assert.equal(await again.line(), greeting());
+  } finally {
+    await first.close();
+  }
+});
+
+// A TLS connection counts from accept: at most --max-sessions may be in
+// their handshake at once, so silent clients cannot pile up descriptors
+// for the 10 s handshake deadline (tcpserver -c counts from accept too).
+Deno.test({
+  name:
+    "connections still in their TLS handshake count against the session cap",
+  fn: async () => {
+    await using scratch = await Scratch.create();
+    const cert = await makeCert(scratch, "cap");
+    await using server = await Server.start({
+      options: [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.certFile,
+        "--tls-key",
+        cert.keyFile,
+        "--max-sessions",
+        "3",
+      ],
+      check: [scratch.script("ok")],
+      password: scratch.script("ok"),
+    });
+    // The first TLS connection opens a few runtime descriptors for good:
+    // take the baseline after one.
+    await closeAll([
+      await Client.connect({ hostname: V4, port: server.port() }),
+    ]);
+    await sleep(300);
+    const base = fdCount(server.pid);
+    const clients: Client[] = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        clients.push(
+          await Client.connect({ hostname: V4, port: server.port() }),
+        );
+      }
+      // All 30 arrived: 27 were dropped at accept, and said so.
+      await until(
+        () =>
+          server.grep(/3 TLS handshakes in progress/).length >= 27 || undefined,
+        5_000,
+        "27 connections dropped at accept",
+      );
+      // Dropped connections close asynchronously: wait for the count to settle.
+      await until(
+        () => fdCount(server.pid) - base <= 3 || undefined,
+        3_000,
+        `at most 3 descriptors held for 30 silent clients (held ${
+          fdCount(server.pid) - base
+        })`,
+      );
+    } finally {
+      await closeAll(clients);
+    }
+  },
+});

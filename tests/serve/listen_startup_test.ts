@@ -1,0 +1,164 @@
+/**
+ * Listen mode at startup: plaintext listeners off loopback are refused
+ * (case 27 of `../shared/spec/test-plan.md`), and so are TLS files that
+ * cannot serve and addresses that cannot be bound, each with one clear
+ * line and the right exit code.
+ */
+
+import assert from "node:assert/strict";
+import { Client } from "../support/listen_client.ts";
+import { makeCert, Scratch } from "../support/listen_fixtures.ts";
+import { greeting, R } from "../support/pinned_replies.ts";
+import { Server } from "../support/listen_server.ts";
+
+const V4 = "127.0.0.1";
+
+Deno.test("a plaintext listener off loopback needs --allow-plaintext", async (t) => {
+  await using scratch = await Scratch.create();
+  const spec = (options: string[], env: Record<string, string> = {}) => ({
+    options,
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+    env,
+  });
+  for (const address of ["0.0.0.0:0", "[::]:0", "192.0.2.1:106"]) {
+    await t.step(
+      `--listen ${address} alone exits 100 with one line naming --allow-plaintext`,
+      async () => {
+        const { code, logs, stdout } = await Server.run(
+          spec(["--listen", address]),
+        );
+        assert.equal(code, 100);
+        assert.equal(stdout, "");
+        assert.equal(logs.length, 1, logs.join("\n"));
+        assert.match(
+          logs[0]!,
+          /^qmail-poppass\[\d+\]: fatal: refusing a plaintext listener on .*--allow-plaintext/,
+        );
+      },
+    );
+  }
+  await t.step(
+    "a loopback listener beside an open one does not excuse it",
+    async () => {
+      const { code } = await Server.run(
+        spec(["--listen", "127.0.0.1:0", "--listen", "0.0.0.0:0"]),
+      );
+      assert.equal(code, 100);
+    },
+  );
+  const allowed: [string, string[], Record<string, string>][] = [
+    ["--allow-plaintext", ["--listen", "0.0.0.0:0", "--allow-plaintext"], {}],
+    ["POPPASS_ALLOW_PLAINTEXT=1", ["--listen", "0.0.0.0:0"], {
+      POPPASS_ALLOW_PLAINTEXT: "1",
+    }],
+  ];
+  for (const [how, options, env] of allowed) {
+    await t.step(
+      `with ${how} it binds 0.0.0.0 and serves (reached via 127.0.0.1)`,
+      async () => {
+        await using server = await Server.start(spec(options, env));
+        assert.deepEqual(server.bound.map((b) => [b.ip, b.tls]), [[
+          "0.0.0.0",
+          false,
+        ]]);
+        await using c = await Client.connect({
+          hostname: V4,
+          port: server.port(),
+        });
+        assert.equal(await c.line(), greeting());
+        assert.equal(await c.ask("quit"), R.bye);
+        assert.equal((await server.stop()).code, 0);
+      },
+    );
+  }
+});
+
+Deno.test("a TLS listener will not start with a certificate and key it cannot use", async (t) => {
+  await using scratch = await Scratch.create();
+  const [one, two] = [
+    await makeCert(scratch, "one"),
+    await makeCert(scratch, "two"),
+  ];
+  const junk = scratch.path("junk.pem");
+  await Deno.writeTextFile(
+    junk,
+    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+  );
+  const cases: [string, string, string, RegExp][] = [
+    [
+      "no certificate in --tls-cert",
+      junk,
+      one.keyFile,
+      /--tls-cert holds no PEM certificate/,
+    ],
+    [
+      "no key in --tls-key",
+      one.certFile,
+      junk,
+      /--tls-key holds no PEM private key/,
+    ],
+    [
+      "the key of another certificate",
+      one.certFile,
+      two.keyFile,
+      /--tls-key does not belong/,
+    ],
+    [
+      "a missing file",
+      scratch.path("nope"),
+      one.keyFile,
+      /cannot read --tls-cert/,
+    ],
+  ];
+  for (const [what, certFile, keyFile, expected] of cases) {
+    await t.step(`${what}: exit 100 with one line saying so`, async () => {
+      const { code, logs, stdout } = await Server.run({
+        options: [
+          "--listen",
+          "127.0.0.1:0",
+          "--tls-cert",
+          certFile,
+          "--tls-key",
+          keyFile,
+        ],
+        check: [scratch.script("ok")],
+        password: scratch.script("ok"),
+      });
+      assert.equal(code, 100);
+      assert.equal(stdout, "");
+      assert.equal(logs.length, 1, logs.join("\n"));
+      assert.match(logs[0]!, expected);
+    });
+  }
+});
+
+Deno.test("an address that cannot be bound exits 111 with one line naming it", async (t) => {
+  await using scratch = await Scratch.create();
+  await using busy = await Server.start({
+    options: ["--listen", "127.0.0.1:0"],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const taken = `127.0.0.1:${busy.port()}`;
+  const cert = await makeCert(scratch, "busy");
+  const tls = ["--tls-cert", cert.certFile, "--tls-key", cert.keyFile];
+  for (const [what, extra] of [["plain", []], ["tls", tls]] as const) {
+    await t.step(
+      `a ${what} listener on a port in use, after one that worked`,
+      async () => {
+        const { code, logs } = await Server.run({
+          options: ["--listen", "[::1]:0", "--listen", taken, ...extra],
+          check: [scratch.script("ok")],
+          password: scratch.script("ok"),
+        });
+        assert.equal(code, 111);
+        assert.equal(logs.length, 1, logs.join("\n"));
+        assert.match(
+          logs[0]!,
+          new RegExp(`fatal: cannot listen on ${taken}: .*in use`, "i"),
+        );
+      },
+    );
+  }
+});

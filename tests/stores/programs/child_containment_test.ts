@@ -1,0 +1,263 @@
+/**
+ * Children are contained (test-plan promise 6): a child that hangs,
+ * crashes, leaves a grandchild, floods its output, never reads fd 3 or
+ * talks on stdout cannot hang, crash or desynchronise the runner, and
+ * passwords are blanked out of what it prints.
+ */
+
+import assert from "node:assert/strict";
+import type { Outcome } from "../../../lib/stores/backend.ts";
+import { runChild } from "../../../lib/stores/programs/child.ts";
+import { fakeBackend, testPeer, TIMEOUT } from "../../support/backend.ts";
+import { bytes, checkPayload } from "../../support/bytes.ts";
+import { alive, groupMembers, waitUntil } from "../../support/procs.ts";
+import { forEachLauncher, type Launcher } from "../../support/fd3exec.ts";
+import { FAKEAUTH, Sandbox } from "../../support/sandbox.ts";
+
+/**
+ * Run one flooding check in a fresh Deno process (so the test runner's own
+ * heap does not blur the numbers) while sampling its VmRSS every 20 ms.
+ */
+async function flood(launch: Launcher) {
+  await using box = await Sandbox.create([["flood-user", "pw"]]);
+  const programs =
+    new URL("../../../lib/stores/programs/programs.ts", import.meta.url).href;
+  const spawner =
+    new URL("../../../lib/stores/programs/spawner.ts", import.meta.url).href;
+  // The launcher's own spawner belongs to this process: the probe starts one.
+  const starter = launch.name === "fd3spawn"
+    ? `{ spawner: startSpawner(${JSON.stringify(launch.flags[1])}, () => {}) }`
+    : JSON.stringify(launch.options);
+  const probe = `
+    import { programBackend } from ${JSON.stringify(programs)};
+    import { startSpawner } from ${JSON.stringify(spawner)};
+    const starter = ${starter};
+    const rss = () => Number(/^VmRSS:\\s+(\\d+)/m.exec(
+      Deno.readTextFileSync("/proc/self/status"))[1]);
+    const log = [];
+    const base = rss();
+    let peak = base;
+    const sampler = setInterval(() => { peak = Math.max(peak, rss()); }, 20);
+    const started = performance.now();
+    const outcome = await programBackend({
+      checkArgv: [${JSON.stringify(FAKEAUTH)}, "check"],
+      setArgv: [${JSON.stringify(FAKEAUTH)}, "set"],
+      childTimeoutMs: 30000,
+      ...starter,
+    }).check(new TextEncoder().encode("flood-user"),
+      new TextEncoder().encode("pw"),
+      { remoteIp: "127.0.0.1", env: ${JSON.stringify(box.env())},
+        log: (m) => log.push(m) });
+    clearInterval(sampler);
+    await starter.spawner?.close();
+    console.log(JSON.stringify({ outcome, log, ms: performance.now() - started,
+      grownMiB: (peak - base) / 1024 }));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", probe],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  return JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    outcome: Outcome;
+    log: string[];
+    ms: number;
+    grownMiB: number;
+  };
+}
+
+forEachLauncher(
+  "a hanging child is killed at its deadline with its whole process group",
+  async (launch) => {
+    await using box = await Sandbox.create();
+    const started = performance.now();
+    const result = await runChild({
+      argv: [FAKEAUTH, "check"],
+      payload: checkPayload("hang-user", "pw"),
+      timeoutMs: 300,
+      env: box.env(),
+      ...launch.options,
+    });
+    const elapsed = performance.now() - started;
+    assert.deepEqual(result, { kind: "timeout", ms: 300 });
+    assert.ok(elapsed >= 300 && elapsed < 2_000, `took ${elapsed} ms`);
+    const [entry] = await box.ledger();
+    assert.equal(entry!.exit, "hang");
+    const gone = await waitUntil(
+      () => groupMembers(entry!.pid).length === 0,
+      1_000,
+    );
+    assert.ok(
+      gone,
+      `group ${entry!.pid} left: ${JSON.stringify(groupMembers(entry!.pid))}`,
+    );
+  },
+);
+
+forEachLauncher(
+  "a grandchild that holds the pipes is killed and does not delay the result",
+  async (launch) => {
+    await using box = await Sandbox.create([["grand-user", "pw"]]);
+    const started = performance.now();
+    const outcome = await fakeBackend(TIMEOUT, launch.options).check(
+      bytes("grand-user"),
+      bytes("pw"),
+      testPeer(box).peer,
+    );
+    const elapsed = performance.now() - started;
+    assert.deepEqual(outcome, { kind: "ok" });
+    assert.ok(elapsed < 1_000, `took ${elapsed} ms`);
+    const [entry] = await box.ledger();
+    const grandchild = Number(entry!.env.GRANDCHILD);
+    assert.ok(grandchild > 0);
+    assert.ok(
+      await waitUntil(() => !alive(grandchild), 1_000),
+      `sleep ${grandchild} survived`,
+    );
+    assert.equal(groupMembers(entry!.pid).length, 0);
+  },
+);
+
+forEachLauncher(
+  "a child that floods 200 MiB to stdout and stderr gets a normal outcome in bounded memory",
+  async (launch) => {
+    const { outcome, log, grownMiB, ms } = await flood(launch);
+    console.log(
+      `flood: ${ms.toFixed(0)} ms, RSS peak +${grownMiB.toFixed(1)} MiB`,
+    );
+    assert.deepEqual(outcome, { kind: "ok" });
+    // Measured: 54-71 MiB with a default reader (a fresh 64 KiB chunk per
+    // read, collected late, before da0c0fc); 13-20 MiB with one reused BYOB
+    // buffer. 40 MiB separates the two.
+    assert.ok(grownMiB < 40, `RSS grew by ${grownMiB.toFixed(1)} MiB`);
+    assert.ok(log.some((l) => l.startsWith(`${FAKEAUTH} stdout: flood`)));
+    assert.ok(log.some((l) => l.startsWith(`${FAKEAUTH} stderr: flood`)));
+    assert.ok(log.some((l) => /more octets not logged/.test(l)));
+  },
+);
+
+forEachLauncher(
+  "a flooding child's output takes at most a few KiB of log",
+  async (launch) => {
+    // Capping octets alone is not enough: every captured line becomes a log
+    // line with a prefix, so 682 six-octet lines per stream once made ~67 KiB
+    // of log in 1368 lines (before da0c0fc capped the line count too).
+    const { log } = await flood(launch);
+    const logged = log.join("\n").length;
+    assert.ok(
+      logged <= 16 * 1024,
+      `logged ${logged} characters in ${log.length} lines`,
+    );
+  },
+);
+
+forEachLauncher(
+  "a child that never reads fd 3 is rejected without an unhandled rejection",
+  async (launch) => {
+    await using box = await Sandbox.create([["any", "pw"]]);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      unhandled.push(event.reason);
+    };
+    globalThis.addEventListener("unhandledrejection", onUnhandled);
+    try {
+      const b = fakeBackend(TIMEOUT, launch.options);
+      for (let i = 0; i < 10; i++) {
+        const p = testPeer(box, { FAKEAUTH_BEHAVE: "noread" }).peer;
+        const outcome = await b.check(
+          bytes("any"),
+          bytes("pw".repeat(200)),
+          p,
+        );
+        assert.equal(outcome.kind, "rejected", JSON.stringify(outcome));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    }
+    assert.deepEqual(unhandled, []);
+    const ledger = await box.ledger();
+    assert.equal(ledger.length, 10);
+    assert.ok(ledger.every((e) => e.payload.length === 0 && e.exit === "1"));
+  },
+);
+
+forEachLauncher(
+  "a child leads its own session and process group, and reads fd 3",
+  async (launch) => {
+    const lines: string[] = [];
+    // Fields 1, 5 and 6 of /proc/PID/stat: pid, process group, session.
+    const script = "cut -d' ' -f1,5,6 /proc/$$/stat; od -An -c <&3 | tr -s ' '";
+    const result = await runChild({
+      argv: ["/bin/sh", "-c", script],
+      payload: bytes("u", 0, "p", 0),
+      timeoutMs: TIMEOUT,
+      onOutput: (_stream, line) => lines.push(line),
+      ...launch.options,
+    });
+    assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
+    const [pid, group, session] = lines[0]!.split(" ");
+    assert.ok(Number(pid) > 0, lines[0]);
+    assert.deepEqual([group, session], [pid, pid]);
+    assert.equal(lines[1], " u \\0 p \\0");
+    assert.notEqual(Number(pid), Deno.pid);
+  },
+);
+
+forEachLauncher(
+  "a child's stdout reaches only onOutput and its stdin is /dev/null",
+  async (launch) => {
+    await using box = await Sandbox.create([["noise-user", "pw"]]);
+    const lines: [string, string][] = [];
+    const result = await runChild({
+      argv: [FAKEAUTH, "check"],
+      payload: checkPayload("noise-user", "pw"),
+      timeoutMs: TIMEOUT,
+      env: box.env(),
+      ...launch.options,
+      onOutput: (stream, line) => lines.push([stream, line]),
+    });
+    assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
+    assert.deepEqual(lines, [["stdout", "553 Sorry (#5.7.1)"]]);
+    const [entry] = await box.ledger();
+    assert.equal(entry!.env.FD0, "/dev/null");
+    assert.match(entry!.env.FD1!, /^pipe:/);
+  },
+);
+
+forEachLauncher(
+  "passwords are blanked out of a child's captured output",
+  async (launch, t) => {
+    const cases = [["check", "Mark-echo-c1 x", ""], [
+      "set",
+      "Mark-echo-s1",
+      "Mark-echo-n1 ü",
+    ]];
+    for (const [mode, old, next] of cases) {
+      await t.step(
+        `${mode}: the logged line does not contain the password`,
+        async () => {
+          await using box = await Sandbox.create([["echo-user", old!]]);
+          const { peer: p, log } = testPeer(box);
+          const b = fakeBackend(TIMEOUT, launch.options);
+          const outcome = mode === "check"
+            ? await b.check(bytes("echo-user"), bytes(old!), p)
+            : await b.change(
+              bytes("echo-user"),
+              bytes(old!),
+              bytes(next!),
+              p,
+            );
+          assert.deepEqual(outcome, { kind: "ok" });
+          const text = log.join("\n");
+          assert.match(text, /stdout: echo-user\?\*+\?/);
+          for (const secret of [old!, next!].filter((s) => s !== "")) {
+            assert.ok(!text.includes(secret), text);
+            assert.ok(!text.includes(secret.slice(0, 9)), text);
+          }
+        },
+      );
+    }
+  },
+);

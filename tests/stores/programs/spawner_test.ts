@@ -1,0 +1,211 @@
+/**
+ * `lib/fd3spawn.c` and its client `lib/spawner.ts` (`--fd3-spawner`):
+ * what only the long-lived starter can get wrong. Everything a child
+ * sees and every way a child ends is tested through it as well, by the
+ * child tests' `[fd3spawn]` rows.
+ */
+
+import assert from "node:assert/strict";
+import { runChild } from "../../../lib/stores/programs/child.ts";
+import {
+  encodeRequest,
+  startSpawner,
+} from "../../../lib/stores/programs/spawner.ts";
+import { writeAccounts } from "../../support/accounts.ts";
+import { bytes, hex } from "../../support/bytes.ts";
+import {
+  forEachLauncher,
+  type Launcher,
+  spawnerOf,
+} from "../../support/fd3exec.ts";
+import { readLedger } from "../../support/ledger.ts";
+import { Client } from "../../support/listen_client.ts";
+import { fakeauth, Scratch } from "../../support/listen_fixtures.ts";
+import { allProcesses, inGroups } from "../../support/listen_proc.ts";
+import { greeting, R } from "../../support/pinned_replies.ts";
+import { Server } from "../../support/listen_server.ts";
+import { until, within } from "../../support/listen_time.ts";
+
+const TIMEOUT = 10_000;
+const ONLY = ["spawner"] as const;
+const pathOf = (launch: Launcher) => launch.flags[1]!;
+
+/** Start fd3spawn by hand, to speak its frames directly. */
+function rawSpawner(path: string) {
+  return new Deno.Command(path, {
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+forEachLauncher(
+  "fd3spawn gives a program our environment with the request's variables winning",
+  async (launch) => {
+    const lines: string[] = [];
+    const result = await runChild({
+      argv: ["/bin/sh", "-c", 'echo "$HOME|$QP_EXTRA|${PATH:+path set}"'],
+      payload: bytes("u", 0, "p", 0),
+      timeoutMs: TIMEOUT,
+      env: { HOME: "/nonexistent/qp", QP_EXTRA: "a b=c" },
+      onOutput: (_stream, line) => lines.push(line),
+      ...launch.options,
+    });
+    assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
+    assert.deepEqual(lines, ["/nonexistent/qp|a b=c|path set"]);
+  },
+  ONLY,
+);
+
+forEachLauncher(
+  "a malformed request ends fd3spawn with exit 111 and no reply",
+  async (launch) => {
+    const child = rawSpawner(pathOf(launch));
+    // A well-framed request with argc 0: nothing to run.
+    const frame = new Uint8Array(4 + 28);
+    const view = new DataView(frame.buffer);
+    [28, 1, 1000, 1000, 4096, 0, 0, 0].forEach((v, i) =>
+      view.setUint32(i * 4, v, true)
+    );
+    const writer = child.stdin.getWriter();
+    await writer.write(frame);
+    const [out, err] = await Promise.all([
+      new Response(child.stdout).arrayBuffer(),
+      new Response(child.stderr).text(),
+      writer.close().catch(() => {}),
+    ]);
+    const status = await within(child.status, 5_000, "fd3spawn exit");
+    assert.equal(status.code, 111);
+    assert.equal(out.byteLength, 0);
+    assert.equal(err, "");
+  },
+  ONLY,
+);
+
+forEachLauncher(
+  "at end of input fd3spawn lets a running program finish, replies, and exits 0",
+  async (launch) => {
+    const child = rawSpawner(pathOf(launch));
+    const frame = encodeRequest(7, 4096, {
+      argv: ["/bin/sh", "-c", "sleep 0.3; head -c 3 <&3; exit 7"],
+      payload: bytes("abc"),
+      timeoutMs: TIMEOUT,
+    });
+    const writer = child.stdin.getWriter();
+    await writer.write(frame);
+    await writer.close();
+    const [out] = await Promise.all([
+      new Response(child.stdout).arrayBuffer(),
+      new Response(child.stderr).text(),
+    ]);
+    const status = await within(child.status, 5_000, "fd3spawn exit");
+    assert.equal(status.code, 0);
+    // size, id 7, exited, code 7, delivered, 3 octets kept of stdout.
+    const reply = new DataView(out);
+    assert.equal(out.byteLength, 4 + reply.getUint32(0, true));
+    const fields = [1, 2, 3, 4, 5, 6, 7, 8].map((i) =>
+      reply.getUint32(i * 4, true)
+    );
+    assert.deepEqual(fields, [7, 0, 7, 1, 3, 0, 3, 0]);
+    assert.equal(new TextDecoder().decode(out.slice(36)), "abc");
+  },
+  ONLY,
+);
+
+forEachLauncher(
+  "when fd3spawn dies, its runs end as temporary failures and the next run starts a new one",
+  async (launch) => {
+    await using scratch = await Scratch.create();
+    const logged: string[] = [];
+    const spawner = startSpawner(pathOf(launch), (m) => logged.push(m));
+    const pidFile = `${scratch.dir}/pid`;
+    let orphan = 0;
+    try {
+      const running = runChild({
+        argv: ["/bin/sh", "-c", 'echo $$ > "$1"; exec sleep 20', "sh", pidFile],
+        payload: bytes("u", 0, "p", 0),
+        timeoutMs: TIMEOUT,
+        spawner,
+      });
+      orphan = await until(
+        async () => {
+          const text = await Deno.readTextFile(pidFile).catch(() => "");
+          return text.endsWith("\n") ? Number(text) : undefined;
+        },
+        5_000,
+        "the program has started",
+      );
+      const helper = spawnerOf(Deno.pid);
+      assert.ok(helper > 0, "fd3spawn is our child");
+      Deno.kill(helper, "SIGKILL");
+      assert.deepEqual(await within(running, 5_000, "the run ends"), {
+        kind: "spawnFailed",
+        message: "fd3spawn ended (SIGKILL)",
+      });
+      assert.deepEqual(logged, ["fd3spawn ended (SIGKILL) during 1 runs"]);
+      const next = await runChild({
+        argv: ["/bin/sh", "-c", "exit 3"],
+        payload: bytes("u", 0, "p", 0),
+        timeoutMs: TIMEOUT,
+        spawner,
+      });
+      assert.deepEqual(next, { kind: "exited", code: 3, delivered: true });
+    } finally {
+      // The program fd3spawn left behind leads its own group.
+      if (orphan > 0) Deno.kill(-orphan, "SIGKILL");
+      await spawner.close();
+    }
+  },
+  ONLY,
+);
+
+forEachLauncher(
+  "listen mode: SIGTERM lets a change running in fd3spawn finish, then no process is left",
+  async (launch) => {
+    await using scratch = await Scratch.create();
+    // setpassword sleeps 1 s before it changes the account.
+    const fa = fakeauth(scratch, { FAKEAUTH_BEHAVE_SET: "slow" });
+    await writeAccounts(fa.accounts, [["carol", "old"]]);
+    await using server = await Server.start({
+      options: [...launch.flags, "--listen", "127.0.0.1:0"],
+      ...fa,
+    });
+    await using client = await Client.connect({
+      hostname: "127.0.0.1",
+      port: server.port(),
+    });
+    assert.equal(await client.line(), greeting());
+    assert.equal(await client.ask("user carol"), R.userOk);
+    assert.equal(await client.ask("pass old"), R.passOk);
+    await client.send("newpass new\r\n");
+    const helper = await until(
+      () => spawnerOf(server.pid) || undefined,
+      3_000,
+      "fd3spawn running",
+    );
+    await until(
+      () => allProcesses().some((p) => p.ppid === helper) || undefined,
+      3_000,
+      "setpassword running",
+    );
+    server.signal("SIGTERM");
+    assert.equal(await client.line(3_000), R.changed);
+    const status = await within(server.status, 5_000, "exit after SIGTERM");
+    assert.equal(status.code, 0);
+    const runs = await readLedger(fa.ledger);
+    assert.deepEqual(runs.map((e) => [e.mode, e.exit]), [["check", "0"], [
+      "set",
+      "0",
+    ]]);
+    const groups = new Set(runs.map((run) => run.pid));
+    assert.deepEqual(inGroups(groups), [], "a back-end process survived");
+    assert.equal(
+      allProcesses().some((p) => p.pid === helper),
+      false,
+      "fd3spawn survived",
+    );
+    const accounts = await Deno.readTextFile(fa.accounts);
+    assert.equal(accounts, `${hex(bytes("carol"))}:${hex(bytes("new"))}\n`);
+  },
+  ONLY,
+);
