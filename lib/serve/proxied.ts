@@ -21,8 +21,10 @@ export interface Proxied {
   /** The connection from the first octet after the header. */
   readonly conn: Connection;
   /**
-   * True for a balancer's health check (v2 `LOCAL`) that has sent nothing
-   * after its header: its end is not worth a log line.
+   * True for a balancer's health check that has sent nothing after its
+   * header: its end is not worth a log line. Checks come as v2 `LOCAL`,
+   * v1 `UNKNOWN`, or (HAProxy's `send-proxy` checks, measured) a v1 header
+   * naming the balancer itself as the client.
    */
   readonly quiet: () => boolean;
 }
@@ -35,6 +37,7 @@ export interface Proxied {
  */
 export async function readProxied(
   conn: Connection,
+  peerIp: string,
   log: SessionLog,
 ): Promise<Proxied | undefined> {
   const got = await readProxyHeader(conn.read, realClock, PROXY_HEADER_MS);
@@ -56,9 +59,10 @@ export async function readProxied(
       return undefined;
   }
   const after = afterHeader(conn.read, got.rest);
-  const check = got.header.kind === "local" && got.header.check;
+  const header = got.header;
+  const check = header.kind === "local" || header.source.ip === peerIp;
   return {
-    header: got.header,
+    header,
     conn: { read: after.read, write: conn.write },
     quiet: () => check && !after.sawInput(),
   };
@@ -99,7 +103,7 @@ export function proxyGate(
       return accepted.close();
     }
     pending++;
-    readProxied(accepted.conn, log).then((proxied) => {
+    readProxied(accepted.conn, accepted.remote.ip, log).then((proxied) => {
       pending--;
       if (!proxied) return accepted.close();
       const { header } = proxied;

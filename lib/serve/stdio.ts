@@ -74,7 +74,7 @@ export async function serveStdio(options: {
   let { remoteIp, env } = stdioPeer(options.env);
   let log = sessionLog(options.sink, String(Deno.pid), remoteIp);
   if (options.proxy && inNetworks(remoteIp, options.proxy)) {
-    const proxied = await readProxied(conn, log);
+    const proxied = await readProxied(conn, remoteIp, log);
     if (!proxied) return "failure";
     const header = proxied.header;
     if (header.kind === "proxied") {
