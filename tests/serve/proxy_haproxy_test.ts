@@ -342,6 +342,63 @@ Deno.test("a trusted peer must send a header: missing, malformed or late is clos
     const end = await server.waitForLog(/session end: quit/, 5_000, from);
     assert.match(end, / ip=2001:db8::7: session end: quit, /);
   });
+  await t.step(
+    "v2 LOCAL and v1 UNKNOWN: the peer's own address; silent health checks",
+    async () => {
+      const local = new Uint8Array([
+        13,
+        10,
+        13,
+        10,
+        0,
+        13,
+        10,
+        81,
+        85,
+        73,
+        84,
+        10,
+        0x20,
+        0,
+        0,
+        0,
+      ]);
+      const rows: [string | Uint8Array, string][] = [
+        [local, ""],
+        [local, "quit\r\n"],
+        ["PROXY UNKNOWN\r\n", ""],
+        ["PROXY UNKNOWN\r\n", "quit\r\n"],
+      ];
+      const from = server.logs.length;
+      for (const [header, then] of rows) {
+        await using client = await BoundClient.connect(
+          "127.0.0.1",
+          server.port(),
+        );
+        await client.send(header);
+        assert.equal(await client.line(), GREETING);
+        if (then) {
+          await client.send(then);
+          assert.equal(await client.rest(), R.bye);
+        }
+      }
+      // The two sessions that quit are logged under the peer's own address;
+      // the two that sent nothing (health checks) are not logged at all.
+      await until(
+        () => server.grep(/session end: quit/).length >= 2 ? true : undefined,
+        5_000,
+        "two quit lines",
+      );
+      // The silent ones ended before the last quit was read: nothing more comes.
+      const lines = server.logs.slice(from).map((l) =>
+        l.replace(/^.*? ip=/, "ip=").replace(/, [\d.]+ s$/, "")
+      );
+      assert.deepEqual(lines, [
+        "ip=127.0.0.1: session end: quit",
+        "ip=127.0.0.1: session end: quit",
+      ]);
+    },
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -483,6 +540,56 @@ Deno.test("children see the header's addresses as TCPREMOTEIP/PORT and TCPLOCALI
         /ip=203\.0\.113\.9: Password change for carol succeeded/,
       );
       assert.doesNotMatch(tcpserver.log, /ip=127\.0\.0\.1:/);
+    },
+  );
+  await t.step(
+    "stdio mode under tcpserver behind HAProxy (send-proxy-v2)",
+    async () => {
+      await using box = await Sandbox.create([["dave", "old-dave"]]);
+      await using tcpserver = await Tcpserver.start({
+        program: [MAIN, ...TRUSTED, ...QUICK, "pop.example", FAKEAUTH, "check"],
+        env: {
+          ...baseEnv(),
+          ...box.env(),
+          PASSWORD_COMMAND: `${FAKEAUTH} set`,
+        },
+      });
+      // Every check starts a process under tcpserver: check once a second.
+      await using haproxy = await Haproxy.start({
+        dir: box.dir,
+        backends: [{ name: "a", port: tcpserver.port }],
+        inter: 1_000,
+      });
+      await haproxy.waitForStates({ a: "UP" });
+      await using client = await BoundClient.connect("127.0.0.3", haproxy.port);
+      assert.equal(await client.line(), GREETING);
+      assert.equal(await client.ask("user dave"), R.userOk);
+      assert.equal(await client.ask("pass old-dave"), R.passOk);
+      assert.equal(await client.ask("newpass new-dave"), R.changed);
+      assert.equal(await client.ask("quit"), R.bye);
+      const envs = await childEnvs(box);
+      assert.ok(envs.length >= 2, JSON.stringify(envs));
+      for (const { mode: _, ...seen } of envs) {
+        assert.deepEqual(seen, {
+          ip: "127.0.0.3",
+          port: String(client.localPort),
+          localIp: "127.0.0.1",
+          localPort: String(haproxy.port),
+        });
+      }
+      await until(
+        () =>
+          /ip=127\.0\.0\.3: session end: quit/.test(tcpserver.log)
+            ? true
+            : undefined,
+        10_000,
+        "the session's end in the log",
+      );
+      const ours = tcpserver.log.split("\n").filter((l) => / ip=/.test(l));
+      assert.ok(
+        ours.every((l) => / ip=127\.0\.0\.3: /.test(l)),
+        ours.join("\n"),
+      );
     },
   );
 });
