@@ -150,6 +150,9 @@ Deno.test("behind HAProxy (send-proxy-v2): every change lands exactly once, logg
         "match",
       );
     }
+    for (const s of [c.a, c.b]) {
+      assert.match(s.logs[0]!, /; proxy-protocol from 127\.0\.0\.1\/32$/);
+    }
     // Round robin: both instances served, both wrote to the one file.
     for (const s of [c.a, c.b]) {
       assert.ok(s.grep(/Password change for u\d succeeded/).length > 0);
