@@ -405,6 +405,52 @@ Deno.test("a trusted peer must send a header: missing, malformed or late is clos
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("at most --max-sessions PROXY headers are awaited at once", async () => {
+  const dir = await passwdDir(["alice"]);
+  try {
+    await using server = await Server.start({
+      options: [
+        "--listen",
+        "127.0.0.1:0",
+        ...TRUSTED,
+        "--max-sessions",
+        "1",
+        "--passwd-file",
+        `${dir}/passwd`,
+      ],
+      check: [],
+      password: "",
+    });
+    await using slow = await BoundClient.connect("127.0.0.1", server.port());
+    await slow.send("PROXY ");
+    // The slow header holds the only slot; the next trusted connection is closed.
+    await until(
+      async () => {
+        await using next = await BoundClient.connect(
+          "127.0.0.1",
+          server.port(),
+        );
+        return (await next.rest()) === "" &&
+            server.grep(/PROXY headers awaited/).length > 0
+          ? true
+          : undefined;
+      },
+      10_000,
+      "a refused second header",
+    );
+    assert.match(
+      server.grep(/PROXY headers awaited/)[0]!,
+      / ip=127\.0\.0\.1: limit reached: 1 PROXY headers awaited, connection closed$/,
+    );
+    // The slow one still gets its session once its header is complete.
+    await slow.send("TCP4 192.0.2.5 192.0.2.6 7 106\r\nquit\r\n");
+    assert.equal(await slow.rest(), GREETING + R.bye);
+    await server.waitForLog(/ ip=192\.0\.2\.5: session end: quit/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("after one instance is killed, HAProxy's checks move every new session to the other", async () => {
   const dir = await passwdDir(["alice"]);
   const c = await cluster(dir);
