@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { make, verify } from "../../lib/hash/mod.ts";
+import { parseIpv6 } from "../../lib/serve/cidr.ts";
 import { findEntry, readPasswdFile } from "../../lib/stores/passwdfile/file.ts";
 import { BoundClient, Haproxy } from "../support/haproxy.ts";
 import { Server } from "../support/listen_server.ts";
@@ -403,6 +404,61 @@ Deno.test("a trusted peer must send a header: missing, malformed or late is clos
     },
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("IPv6: a trusted ::1 peer's v2 header names an IPv6 client; without a header it is closed", async () => {
+  const dir = await passwdDir(["alice"]);
+  try {
+    await using server = await Server.start({
+      options: [
+        "--listen",
+        "[::1]:0",
+        "--proxy-protocol",
+        "::1/128",
+        ...QUICK,
+        "--passwd-file",
+        `${dir}/passwd`,
+      ],
+      check: [],
+      password: "",
+    });
+    const talk = async (data: Uint8Array) => {
+      const conn = await Deno.connect({ hostname: "::1", port: server.port() });
+      try {
+        await conn.write(data);
+        let text = "";
+        const buffer = new Uint8Array(1024);
+        for (
+          let n = await conn.read(buffer);
+          n !== null;
+          n = await conn.read(buffer)
+        ) {
+          text += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        return text;
+      } finally {
+        conn.close();
+      }
+    };
+    const v6 = (text: string) => [...parseIpv6(text)!];
+    const header = new Uint8Array([
+      ...[13, 10, 13, 10, 0, 13, 10, 81, 85, 73, 84, 10, 0x21, 0x21, 0, 36],
+      ...v6("2001:db8::9"),
+      ...v6("2001:db8::1"),
+      ...[0x12, 0x34, 0, 106],
+    ]);
+    assert.equal(
+      await talk(new Uint8Array([...header, ...enc.encode("quit\r\n")])),
+      GREETING + R.bye,
+    );
+    await server.waitForLog(/ ip=2001:db8::9: session end: quit/);
+    assert.equal(await talk(enc.encode("quit\r\n")), "");
+    await server.waitForLog(
+      / ip=::1: PROXY header refused: not a PROXY protocol header; connection closed$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("at most --max-sessions PROXY headers are awaited at once", async () => {
