@@ -34,7 +34,10 @@ export interface ServeOptions {
   readonly backend: Backend;
   readonly limits: Limits;
   readonly sink: LogSink;
-  /** `--proxy-protocol`: peers that must open with a PROXY header. */
+  /**
+   * `--proxy-protocol`: peers that must open with a PROXY header; plain
+   * listeners only (the balancer sends it before TLS; config refuses both).
+   */
   readonly proxy?: readonly Network[];
 }
 
@@ -137,7 +140,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
               address,
               files,
               limits.maxSessions,
-              accept,
+              admit,
               onError,
             )
             : listenPlain(address, accept, onError),
