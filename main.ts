@@ -31,6 +31,7 @@ import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
+import { formatNetwork } from "./lib/serve/cidr.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -68,14 +69,24 @@ export async function main(args: readonly string[]): Promise<number> {
           backend,
           limits: config.limits,
           sink,
+          ...(config.proxy ? { proxy: config.proxy } : {}),
         },
         (server) =>
-          `${describe(server, config.limits)}; ${backendText(config)}`,
+          `${describe(server, config.limits)}; ${backendText(config)}${
+            proxyText(config)
+          }`,
         log,
       );
       return EXIT.ok;
     }
-    await serveStdio({ greeting, backend, limits: config.limits, sink, env });
+    await serveStdio({
+      greeting,
+      backend,
+      limits: config.limits,
+      sink,
+      env,
+      ...(config.proxy ? { proxy: config.proxy } : {}),
+    });
     return EXIT.ok;
   } catch (error) {
     return await startupFailure(error, args, env, log);
@@ -152,6 +163,13 @@ function backendText(config: Config): string {
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
     : `fd-3 helper ${backend.helper}`;
+}
+
+/** The trusted PROXY-protocol senders, for the startup line. */
+function proxyText(config: Config): string {
+  return config.proxy
+    ? `; proxy-protocol from ${config.proxy.map(formatNetwork).join(",")}`
+    : "";
 }
 
 /** The external programs, or the built-in passwd-file back end. */

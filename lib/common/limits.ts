@@ -110,3 +110,27 @@ export const TLS_CLOSE_MS = 2_000;
 
 /** Upper bound for any configurable time, so typos cannot disable a deadline. */
 export const MAX_SECONDS = 86_400;
+
+/**
+ * PROXY protocol (`--proxy-protocol`): deadline for the header from a
+ * trusted peer, from accept. HAProxy sends it with the connection's first
+ * packet, so this only ever passes for a broken or hostile sender; short,
+ * so such connections do not hold a slot for long.
+ */
+export const PROXY_HEADER_MS = 5_000;
+
+/**
+ * PROXY protocol version 1: the longest header line, CRLF included; the
+ * specification's own bound (`PROXY TCP6` with two full IPv6 addresses
+ * and two ports).
+ */
+export const PROXY_V1_MAX = 107;
+
+/**
+ * PROXY protocol version 2: the most octets after the 16-octet fixed part.
+ * Addresses need at most 216 (AF_UNIX); the TLVs HAProxy may add (ALPN,
+ * authority, a unique ID of at most 128 octets, SSL facts, CRC32C) fit in
+ * the rest. A longer header is refused, so no sender can make a
+ * connection buffer the 64 KiB the 16-bit length field allows.
+ */
+export const PROXY_V2_MAX_DATA = 1_024;

@@ -17,6 +17,7 @@ import {
   UsageError,
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
+import { type Network, parseNetworks } from "../serve/cidr.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -62,6 +63,8 @@ export interface Config {
   readonly mode: ModeConfig;
   readonly backend: BackendConfig;
   readonly limits: Limits;
+  /** `--proxy-protocol`: peers that must open with a PROXY header. */
+  readonly proxy?: readonly Network[];
   /** Lines to log at startup about risky but legal settings. */
   readonly warnings: string[];
 }
@@ -100,6 +103,7 @@ export function parseInvocation(
   const warnings: string[] = [];
   const mode = parseMode(options, get);
   const backend = parseBackend(get, chain, env, probe, warnings, mode.kind);
+  const proxy = parseProxy(get("proxy-protocol"), mode);
   return {
     kind: "run",
     config: {
@@ -107,9 +111,29 @@ export function parseInvocation(
       mode,
       backend,
       limits: parseLimits(get),
+      ...(proxy ? { proxy } : {}),
       warnings,
     },
   };
+}
+
+function parseProxy(
+  text: string | undefined,
+  mode: ModeConfig,
+): Network[] | undefined {
+  if (text === undefined) return undefined;
+  if (mode.kind === "listen" && mode.tls) {
+    // HAProxy in TCP mode sends the header before the TLS handshake; we
+    // read it after. Terminate TLS on the balancer instead (README).
+    throw new UsageError(
+      "--proxy-protocol cannot be combined with --tls-cert: let the balancer terminate TLS",
+    );
+  }
+  try {
+    return parseNetworks(text);
+  } catch (error) {
+    throw new UsageError(`--proxy-protocol: ${(error as Error).message}`);
+  }
 }
 
 function parseLimits(get: (name: string) => string | undefined): Limits {

@@ -88,6 +88,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "N  listen: sessions per client IP (10, 0 = off)",
   },
   {
+    name: "proxy-protocol",
+    env: "POPPASS_PROXY_PROTOCOL",
+    kind: "text",
+    help: "CIDR,...  peers that must send a PROXY header (HAProxy)",
+  },
+  {
     name: "fd3-helper",
     env: "POPPASS_FD3_HELPER",
     kind: "text",

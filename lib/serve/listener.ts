@@ -22,6 +22,8 @@ import {
   type TlsTransport,
   type Transport,
 } from "./transports.ts";
+import type { Network } from "./cidr.ts";
+import { type MaybeQuiet, proxyGate, quieted } from "./proxied.ts";
 
 /** Settings for `serve`. */
 export interface ServeOptions {
@@ -32,6 +34,11 @@ export interface ServeOptions {
   readonly backend: Backend;
   readonly limits: Limits;
   readonly sink: LogSink;
+  /**
+   * `--proxy-protocol`: peers that must open with a PROXY header; plain
+   * listeners only (the balancer sends it before TLS; config refuses both).
+   */
+  readonly proxy?: readonly Network[];
 }
 
 /** A running server. */
@@ -60,7 +67,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
   const perIp = new Map<string, number>();
   let counter = 0;
 
-  const admit = (accepted: Accepted) => {
+  const admit = (accepted: MaybeQuiet) => {
     const ip = accepted.remote.ip;
     if (stopping.signal.aborted) return accepted.close();
     const limit = sessions.size >= limits.maxSessions
@@ -93,8 +100,11 @@ export async function serve(options: ServeOptions): Promise<Server> {
     });
   };
 
-  const serveOne = async (accepted: Accepted, id: string) => {
-    const slog = sessionLog(sink, id, accepted.remote.ip);
+  const serveOne = async (accepted: MaybeQuiet, id: string) => {
+    const slog = quieted(
+      sessionLog(sink, id, accepted.remote.ip),
+      accepted.quiet,
+    );
     const env = {
       PROTO: "TCP",
       TCPREMOTEIP: accepted.remote.ip,
@@ -115,6 +125,10 @@ export async function serve(options: ServeOptions): Promise<Server> {
   };
 
   const onError = (message: string) => log(message);
+  // The PROXY header names the client before the caps look at its address.
+  const accept = options.proxy
+    ? proxyGate(options.proxy, sink, limits.maxSessions, admit)
+    : admit;
   const transports: Transport[] = [];
   try {
     const files = options.loadTls ? await options.loadTls() : undefined;
@@ -129,7 +143,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
               admit,
               onError,
             )
-            : listenPlain(address, admit, onError),
+            : listenPlain(address, accept, onError),
         );
       } catch (error) {
         // Name the address: with several --listen options the OS error alone

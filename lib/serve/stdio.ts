@@ -10,6 +10,8 @@ import { realClock } from "../common/clock.ts";
 import { CLIENT_READ_SIZE, type Limits } from "../common/limits.ts";
 import { discardPending } from "./linger.ts";
 import { type LogSink, sessionLog } from "../common/log.ts";
+import { inNetworks, type Network } from "./cidr.ts";
+import { quieted, readProxied } from "./proxied.ts";
 import {
   type Connection,
   runSession,
@@ -56,10 +58,12 @@ export async function serveStdio(options: {
   readonly limits: Limits;
   readonly sink: LogSink;
   readonly env: (name: string) => string | undefined;
+  /** `--proxy-protocol`: launcher-reported peers that must send a PROXY header. */
+  readonly proxy?: readonly Network[];
 }): Promise<SessionEnd> {
   // Plain reads, not `Deno.stdin.readable`: setting up a web stream costs
   // ~5 ms of every start (measured), and a start happens per connection.
-  const conn: Connection = {
+  let conn: Connection = {
     read: async () => {
       const buffer = new Uint8Array(CLIENT_READ_SIZE);
       const n = await Deno.stdin.read(buffer);
@@ -67,8 +71,27 @@ export async function serveStdio(options: {
     },
     write: (bytes) => writeAll(Deno.stdout, bytes),
   };
-  const { remoteIp, env } = stdioPeer(options.env);
-  const log = sessionLog(options.sink, String(Deno.pid), remoteIp);
+  let { remoteIp, env } = stdioPeer(options.env);
+  let log = sessionLog(options.sink, String(Deno.pid), remoteIp);
+  if (options.proxy && inNetworks(remoteIp, options.proxy)) {
+    const proxied = await readProxied(conn, remoteIp, log);
+    if (!proxied) return "failure";
+    const header = proxied.header;
+    if (header.kind === "proxied") {
+      remoteIp = header.source.ip;
+      env = {
+        TCPREMOTEIP: header.source.ip,
+        TCPREMOTEPORT: String(header.source.port),
+        TCPLOCALIP: header.destination.ip,
+        TCPLOCALPORT: String(header.destination.port),
+      };
+    }
+    log = quieted(
+      sessionLog(options.sink, String(Deno.pid), remoteIp),
+      proxied.quiet,
+    );
+    conn = proxied.conn;
+  }
   const end = await runSession(conn, {
     greeting: options.greeting,
     backend: options.backend,

@@ -100,6 +100,14 @@ export function listenPlain(
           error instanceof Deno.errors.BadResource ||
           error instanceof Deno.errors.Interrupted
         ) return;
+        // A client that reset the connection before accept finished (an
+        // HAProxy TCP health check does this every interval): nothing to
+        // log, and no pause.
+        if (
+          error instanceof Deno.errors.NotConnected ||
+          error instanceof Deno.errors.ConnectionAborted ||
+          error instanceof Deno.errors.ConnectionReset
+        ) continue;
         onError(
           `accept failed: ${error instanceof Error ? error.message : error}`,
         );

@@ -1,0 +1,325 @@
+/**
+ * Debian's real HAProxy (`/usr/sbin/haproxy`) in front of test servers, on
+ * 127.0.0.1, started in the foreground (`-db`) from a temp config and
+ * stopped by PID; plus a client that binds its source address (Deno's
+ * `connect` cannot, `node:net`'s `localAddress` can), so tests can tell
+ * clients 127.0.0.2 and 127.0.0.3 apart behind the balancer.
+ *
+ * @module
+ */
+
+import net from "node:net";
+import { freePort } from "./client.ts";
+import { until, within } from "./listen_time.ts";
+
+/** The HAProxy binary. */
+export const HAPROXY = "/usr/sbin/haproxy";
+
+/** One back-end server. */
+export interface Backend {
+  readonly name: string;
+  readonly port: number;
+}
+
+/** How HAProxy checks the back ends. */
+export type CheckKind =
+  /** `check`: a TCP connect, closed at once (HAProxy resets it). */
+  | "connect"
+  /** `option tcp-check` + `tcp-check expect rstring ^200 `: waits for the greeting. */
+  | "greeting";
+
+/** What to put in the config. */
+export interface HaproxyOptions {
+  readonly dir: string;
+  readonly backends: readonly Backend[];
+  /** `send-proxy-v2` (default) or `send-proxy` (v1 text). */
+  readonly version?: 1 | 2;
+  readonly check?: CheckKind;
+  /** Health-check interval in ms (200). */
+  readonly inter?: number;
+}
+
+/** The config text; the README shows the same shape. */
+export function haproxyConfig(
+  options: HaproxyOptions,
+  port: number,
+  socket: string,
+): string {
+  const send = options.version === 1 ? "send-proxy" : "send-proxy-v2";
+  const inter = options.inter ?? 200;
+  const greeting = options.check === "greeting";
+  return [
+    "global",
+    "  maxconn 200",
+    `  stats socket ${socket} mode 600 level admin`,
+    "defaults",
+    "  mode tcp",
+    "  timeout connect 2s",
+    "  timeout client 60s",
+    "  timeout server 60s",
+    "listen poppass",
+    `  bind 127.0.0.1:${port}`,
+    "  balance roundrobin",
+    ...(greeting
+      ? ["  option tcp-check", "  tcp-check expect rstring ^200\\ "]
+      : []),
+    ...options.backends.map((b) =>
+      `  server ${b.name} 127.0.0.1:${b.port} ${send} check inter ${inter} fall 1 rise 1 check-send-proxy`
+    ),
+    "",
+  ].join("\n");
+}
+
+/** A running HAProxy. */
+export class Haproxy implements AsyncDisposable {
+  readonly port: number;
+  readonly pid: number;
+  readonly #child: Deno.ChildProcess;
+  readonly #socket: string;
+  readonly #output: Promise<string>;
+
+  private constructor(child: Deno.ChildProcess, port: number, socket: string) {
+    this.#child = child;
+    this.pid = child.pid;
+    this.port = port;
+    this.#socket = socket;
+    this.#output = (async () => {
+      let text = "";
+      for await (const t of child.stderr.pipeThrough(new TextDecoderStream())) {
+        text += t;
+      }
+      return text;
+    })();
+  }
+
+  /** Write the config, start HAProxy, wait (bounded) until it answers on its stats socket. */
+  static async start(options: HaproxyOptions): Promise<Haproxy> {
+    const port = freePort();
+    const socket = `${options.dir}/haproxy.sock`;
+    const config = `${options.dir}/haproxy.cfg`;
+    await Deno.writeTextFile(config, haproxyConfig(options, port, socket));
+    const child = new Deno.Command(HAPROXY, {
+      args: ["-db", "-f", config],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const proxy = new Haproxy(child, port, socket);
+    try {
+      await until(
+        () =>
+          proxy.states().then(
+            (s) => s.size > 0 ? true : undefined,
+            () => undefined,
+          ),
+        10_000,
+        "haproxy to answer on its stats socket",
+      );
+    } catch (error) {
+      await proxy.stop();
+      throw new Error(`${(error as Error).message}\n${await proxy.#output}`);
+    }
+    return proxy;
+  }
+
+  /** One command on the stats socket; the answer up to HAProxy's close. */
+  async command(line: string): Promise<string> {
+    const conn = await Deno.connect({ transport: "unix", path: this.#socket });
+    try {
+      await conn.write(new TextEncoder().encode(line + "\n"));
+      let text = "";
+      const buffer = new Uint8Array(8192);
+      for (;;) {
+        const n = await within(conn.read(buffer), 5_000, `haproxy: ${line}`);
+        if (n === null) return text;
+        text += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+    } finally {
+      conn.close();
+    }
+  }
+
+  /** Each back end's status as `show stat` says: `UP`, `DOWN`, … */
+  async states(): Promise<Map<string, string>> {
+    const csv = await this.command("show stat");
+    const lines = csv.split("\n");
+    const head = (lines[0] ?? "").replace(/^# /, "").split(",");
+    const [px, sv, st] = ["pxname", "svname", "status"].map((n) =>
+      head.indexOf(n)
+    );
+    const out = new Map<string, string>();
+    for (const line of lines.slice(1)) {
+      const f = line.split(",");
+      if (
+        f[px!] !== "poppass" || !f[sv!] || /^(FRONTEND|BACKEND)$/.test(f[sv!]!)
+      ) continue;
+      out.set(f[sv!]!, f[st!]!.split(" ")[0]!);
+    }
+    return out;
+  }
+
+  /** Wait (bounded) until the back ends' states are exactly `want`. */
+  async waitForStates(
+    want: Record<string, string>,
+    ms = 15_000,
+  ): Promise<void> {
+    const wanted = JSON.stringify(Object.entries(want).sort());
+    let seen = "";
+    try {
+      await until(
+        async () => {
+          seen = JSON.stringify([...(await this.states())].sort());
+          return seen === wanted ? true : undefined;
+        },
+        ms,
+        `haproxy states ${wanted}`,
+      );
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; last seen ${seen}`);
+    }
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within 5 s; returns its output. */
+  async stop(): Promise<string> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch {
+      // already gone
+    }
+    await within(this.#child.status, 5_000, "haproxy exit").catch(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // gone after all
+      }
+      return this.#child.status;
+    });
+    return await this.#output;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/** A TCP client bound to a chosen source address; reads are Latin-1 and bounded. */
+export class BoundClient implements AsyncDisposable {
+  readonly #socket: net.Socket;
+  #buffer = "";
+  #ended = false;
+  #wake: (() => void) | undefined;
+  readonly #closed: Promise<void>;
+
+  private constructor(socket: net.Socket) {
+    this.#socket = socket;
+    socket.setEncoding("latin1");
+    const wake = () => {
+      const w = this.#wake;
+      this.#wake = undefined;
+      w?.();
+    };
+    socket.on("data", (text: string) => {
+      this.#buffer += text;
+      wake();
+    });
+    socket.on("error", () => {});
+    this.#closed = new Promise((resolve) =>
+      socket.on("close", () => {
+        this.#ended = true;
+        wake();
+        resolve();
+      })
+    );
+    socket.on("end", () => {
+      this.#ended = true;
+      wake();
+    });
+  }
+
+  /** Connect from `source` to 127.0.0.1:`port` within 5 s. */
+  static async connect(source: string, port: number): Promise<BoundClient> {
+    const socket = net.connect({
+      host: "127.0.0.1",
+      port,
+      localAddress: source,
+    });
+    const client = new BoundClient(socket);
+    try {
+      await within(
+        new Promise<void>((resolve, reject) => {
+          socket.once("connect", resolve);
+          socket.once("error", reject);
+        }),
+        5_000,
+        `connect from ${source} to port ${port}`,
+      );
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  /** The client's own port (the TCPREMOTEPORT the server should report). */
+  get localPort(): number {
+    return this.#socket.localPort ?? 0;
+  }
+
+  /** Write octets (a string is sent as Latin-1). */
+  send(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string"
+      ? Uint8Array.from(data, (c) => c.charCodeAt(0))
+      : data;
+    return new Promise((resolve, reject) =>
+      this.#socket.write(bytes, (e) => (e ? reject(e) : resolve()))
+    );
+  }
+
+  async #more(stop: number, what: string): Promise<boolean> {
+    if (this.#ended) return false;
+    const arrived = new Promise<void>((resolve) => (this.#wake = resolve));
+    await within(arrived, Math.max(1, stop - performance.now()), what);
+    return true;
+  }
+
+  /** The next line with its CRLF, or `undefined` if the server closed first. */
+  async line(ms = 10_000): Promise<string | undefined> {
+    const stop = performance.now() + ms;
+    for (;;) {
+      const at = this.#buffer.indexOf("\n");
+      if (at >= 0) {
+        const line = this.#buffer.slice(0, at + 1);
+        this.#buffer = this.#buffer.slice(at + 1);
+        return line;
+      }
+      if (!(await this.#more(stop, "a line"))) return undefined;
+    }
+  }
+
+  /** Send a line (CRLF added) and return the reply. */
+  async ask(line: string, ms = 10_000): Promise<string | undefined> {
+    await this.send(line + "\r\n");
+    return await this.line(ms);
+  }
+
+  /** Everything until the server closes. */
+  async rest(ms = 10_000): Promise<string> {
+    const stop = performance.now() + ms;
+    while (await this.#more(stop, "the close")) {
+      // keep reading
+    }
+    const data = this.#buffer;
+    this.#buffer = "";
+    return data;
+  }
+
+  /** Close and wait for the socket to be released. */
+  async close(): Promise<void> {
+    this.#socket.destroy();
+    await within(this.#closed, 5_000, "socket close");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
