@@ -31,6 +31,7 @@ import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
+import { checkPamSystem } from "./lib/stores/pam/config.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -148,13 +149,16 @@ async function readTlsFiles(
 function backendText(config: Config): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
+  if (backend.kind === "pam") {
+    return `PAM service ${backend.service}, uid >= ${backend.minUid}`;
+  }
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
     : `fd-3 helper ${backend.helper}`;
 }
 
-/** The external programs, or the built-in passwd-file back end. */
+/** The external programs, or a built-in store (passwd-file, PAM). */
 async function createBackend(
   config: Config,
   log: (message: string) => void,
@@ -168,6 +172,17 @@ async function createBackend(
       childTimeoutMs: config.limits.childTimeoutMs,
       ...(backend.helper === undefined ? {} : { helper: backend.helper }),
       ...(spawner === undefined ? {} : { spawner }),
+    });
+  }
+  if (backend.kind === "pam") {
+    checkPamSystem(backend.service);
+    // Loaded on first use like the passwd-file store; it is also the
+    // module each PAM worker runs.
+    const { createPamBackend } = await import("./lib/stores/pam/backend.ts");
+    return createPamBackend({
+      service: backend.service,
+      minUid: backend.minUid,
+      timeoutMs: config.limits.childTimeoutMs,
     });
   }
   try {

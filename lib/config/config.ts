@@ -17,6 +17,7 @@ import {
   UsageError,
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
+import { type PamConfig, parsePamConfig } from "../stores/pam/config.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -42,7 +43,8 @@ export type BackendConfig =
     readonly path: string;
     readonly scheme: PasswdScheme;
     readonly minPasswordLength: number;
-  };
+  }
+  | PamConfig;
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -153,6 +155,8 @@ function parseBackend(
   warnings: string[],
   mode: Config["mode"]["kind"],
 ): BackendConfig {
+  const pam = get("pam");
+  if (pam !== undefined) return parsePamConfig(pam, get, chain);
   const passwdFile = get("passwd-file");
   const helperWord = get("fd3-helper");
   // Used in listen mode only, like --max-sessions: one process per
