@@ -1,0 +1,209 @@
+/**
+ * The PAM store in-process against pam_unix with real Unix accounts (root
+ * only): check and change outcomes, the hash written to /etc/shadow,
+ * refusals of root, system accounts and uids below --pam-min-uid, the
+ * system's password policy, the deadline; and the mapping of PAM's codes
+ * (no root needed).
+ */
+
+import assert from "node:assert/strict";
+import type { Outcome } from "../../../lib/stores/backend.ts";
+import {
+  createPamBackend,
+  outcomeOf,
+} from "../../../lib/stores/pam/backend.ts";
+import { PAM, type PamStep } from "../../../lib/stores/pam/ffi.ts";
+import {
+  cryptMatches,
+  shadowHash,
+  SKIP_REASON,
+  UnixFixture,
+} from "../../support/unix_accounts.ts";
+
+if (SKIP_REASON) console.error(SKIP_REASON);
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
+Deno.test("outcomeOf() maps each PAM code of each step", async (t) => {
+  const rows: [PamStep, number, Outcome["kind"]][] = [
+    ["acct_mgmt", PAM.SUCCESS, "ok"],
+    ["acct_mgmt", PAM.NEW_AUTHTOK_REQD, "ok"],
+    ["chauthtok", PAM.SUCCESS, "ok"],
+    ["authenticate", PAM.AUTH_ERR, "rejected"],
+    ["authenticate", PAM.USER_UNKNOWN, "rejected"],
+    ["authenticate", PAM.MAXTRIES, "rejected"],
+    ["acct_mgmt", PAM.ACCT_EXPIRED, "rejected"],
+    ["acct_mgmt", PAM.PERM_DENIED, "rejected"],
+    ["chauthtok", PAM.AUTHTOK_ERR, "rejected"],
+    ["chauthtok", PAM.TRY_AGAIN, "rejected"],
+    ["chauthtok", PAM.AUTHTOK_LOCK_BUSY, "temporary"],
+    ["start", PAM.SYSTEM_ERR, "temporary"],
+    ["authenticate", PAM.SERVICE_ERR, "temporary"],
+    ["authenticate", PAM.AUTHINFO_UNAVAIL, "temporary"],
+    ["authenticate", PAM.CONV_ERR, "temporary"],
+    ["chauthtok", PAM.SYSTEM_ERR, "temporary"],
+  ];
+  for (const [step, code, kind] of rows) {
+    await t.step(`pam_${step} ${code} is ${kind}`, () => {
+      const outcome = outcomeOf({
+        kind: "pam",
+        step,
+        code,
+        error: "text",
+        messages: [],
+      });
+      assert.equal(outcome.kind, kind);
+      if (outcome.kind !== "ok") {
+        assert.equal(outcome.reason, `pam_${step}: text (${code})`);
+      }
+    });
+  }
+  await t.step("a refusal is rejected, a worker error temporary", () => {
+    assert.deepEqual(outcomeOf({ kind: "refused", reason: "r" }), {
+      kind: "rejected",
+      reason: "r",
+    });
+    assert.equal(outcomeOf({ kind: "error", message: "m" }).kind, "temporary");
+  });
+});
+
+Deno.test({
+  name: "the PAM store checks and changes real Unix passwords via pam_unix",
+  ignore: SKIP_REASON !== undefined,
+  async fn(t) {
+    await using unix = await UnixFixture.create();
+    const alice = await unix.add("Old-pass-1");
+    const low = await unix.add("Low-pass-1");
+    const logs: string[] = [];
+    const peer = {
+      remoteIp: "127.0.0.1",
+      env: {},
+      log: (l: string) => logs.push(l),
+    };
+    const pam = createPamBackend({
+      service: unix.service,
+      minUid: 1000,
+      timeoutMs: 20_000,
+    });
+    const check = (user: string, pw: string) =>
+      pam.check(utf8(user), utf8(pw), peer);
+
+    await t.step("the right password is ok", async () => {
+      assert.deepEqual(await check(alice.name, "Old-pass-1"), { kind: "ok" });
+    });
+    await t.step("a wrong password is rejected with PAM's words", async () => {
+      assert.deepEqual(await check(alice.name, "wrong"), {
+        kind: "rejected",
+        reason: "pam_authenticate: Authentication failure (7)",
+      });
+    });
+    await t.step(
+      "root, a system account, an unknown user are refused",
+      async () => {
+        assert.deepEqual(await check("root", "anything"), {
+          kind: "rejected",
+          reason: "root is refused",
+        });
+        assert.deepEqual(await check("daemon", "anything"), {
+          kind: "rejected",
+          reason: "uid 1 is below --pam-min-uid 1000",
+        });
+        assert.deepEqual(await check(`${alice.name}x`, "x"), {
+          kind: "rejected",
+          reason: "no such account",
+        });
+      },
+    );
+    await t.step(
+      "a right password below --pam-min-uid is refused",
+      async () => {
+        const strict = createPamBackend({
+          service: unix.service,
+          minUid: low.uid + 1,
+          timeoutMs: 20_000,
+        });
+        assert.deepEqual(
+          await strict.check(utf8(low.name), utf8("Low-pass-1"), peer),
+          {
+            kind: "rejected",
+            reason: `uid ${low.uid} is below --pam-min-uid ${low.uid + 1}`,
+          },
+        );
+      },
+    );
+    await t.step(
+      "a change writes a yescrypt hash crypt(3) accepts",
+      async () => {
+        const before = await shadowHash(alice.name);
+        logs.length = 0;
+        const outcome = await pam.change(
+          utf8(alice.name),
+          utf8("Old-pass-1"),
+          utf8("Brand new 2 pass"),
+          peer,
+        );
+        assert.deepEqual(outcome, { kind: "ok" });
+        const after = await shadowHash(alice.name);
+        assert.notEqual(after, before);
+        assert.match(after, /^\$y\$/);
+        assert.ok(cryptMatches("Brand new 2 pass", after));
+        assert.ok(!cryptMatches("Old-pass-1", after));
+        assert.deepEqual(logs, [
+          `PAM says: Changing password for ${alice.name}.`,
+        ]);
+      },
+    );
+    await t.step(
+      "the system policy applies: too short is refused",
+      async () => {
+        logs.length = 0;
+        const before = await shadowHash(alice.name);
+        const outcome = await pam.change(
+          utf8(alice.name),
+          utf8("Brand new 2 pass"),
+          utf8("ab"),
+          peer,
+        );
+        assert.deepEqual(outcome, {
+          kind: "rejected",
+          reason: "pam_chauthtok: Authentication token manipulation error (20)",
+        });
+        assert.equal(await shadowHash(alice.name), before);
+        assert.ok(
+          logs.includes("PAM says: You must choose a longer password."),
+          logs.join("\n"),
+        );
+      },
+    );
+    await t.step(
+      "a change with a wrong old password writes nothing",
+      async () => {
+        const before = await shadowHash(alice.name);
+        const outcome = await pam.change(
+          utf8(alice.name),
+          utf8("not it"),
+          utf8("Another 3 pass"),
+          peer,
+        );
+        assert.equal(outcome.kind, "rejected");
+        assert.equal(await shadowHash(alice.name), before);
+      },
+    );
+    await t.step("past the deadline the outcome is temporary", async () => {
+      // pam_unix sleeps about 2 s after a failure.
+      const hasty = createPamBackend({
+        service: unix.service,
+        minUid: 1000,
+        timeoutMs: 300,
+      });
+      const started = performance.now();
+      const outcome = await hasty.check(utf8(alice.name), utf8("bad"), peer);
+      const took = performance.now() - started;
+      assert.deepEqual(outcome, {
+        kind: "temporary",
+        reason: "PAM took longer than 300 ms",
+      });
+      assert.ok(took < 1_500, `took ${took} ms`);
+    });
+  },
+});
