@@ -71,6 +71,13 @@ export function outcomeOf(reply: WorkerReply): Outcome {
   if (reply.step === "acct_mgmt" && reply.code === PAM.NEW_AUTHTOK_REQD) {
     return { kind: "ok" };
   }
+  if (reply.step === "verify") {
+    return {
+      kind: "rejected",
+      reason: `pam_chauthtok succeeded but the new password does not ` +
+        `authenticate: ${reply.error} (${reply.code})`,
+    };
+  }
   const reason = `pam_${reply.step}: ${reply.error} (${reply.code})`;
   const rejected = reply.step === "chauthtok"
     ? CHANGE_REFUSED.has(reply.code) || REJECTED.has(reply.code)

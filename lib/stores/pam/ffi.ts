@@ -39,7 +39,12 @@ export const PAM = {
 } as const;
 
 /** The step of a transaction a code came from, for the log and the mapping. */
-export type PamStep = "start" | "authenticate" | "acct_mgmt" | "chauthtok";
+export type PamStep =
+  | "start"
+  | "authenticate"
+  | "acct_mgmt"
+  | "chauthtok"
+  | "verify";
 
 /** What one transaction came to, with PAM's own words for the log. */
 export interface PamResult {
@@ -145,8 +150,30 @@ export function lookupUid(user: Uint8Array): number | undefined {
   throw new Error("getpwnam_r: the entry is larger than 1 MiB");
 }
 
-/** Run one transaction; throws only when PAM or libc cannot be loaded. */
+/**
+ * Check, or check and change, then prove the change: a module may take
+ * `PAM_CHANGE_EXPIRED_AUTHTOK` to mean "only when expired" and succeed
+ * without changing anything, so a change counts only once the new password
+ * authenticates in a transaction of its own (step `verify` otherwise).
+ * Throws only when PAM or libc cannot be loaded.
+ */
 export function runTransaction(request: PamRequest): PamResult {
+  const result = transact(request);
+  const { newPassword, ...rest } = request;
+  if (newPassword === undefined || result.code !== PAM.SUCCESS) return result;
+  const proof = transact({ ...rest, oldPassword: newPassword });
+  const messages = [...result.messages, ...proof.messages];
+  const authenticated = proof.step !== "start" &&
+    proof.step !== "authenticate";
+  return authenticated ? { ...result, messages } : {
+    step: "verify",
+    code: proof.code,
+    error: proof.error,
+    messages,
+  };
+}
+
+function transact(request: PamRequest): PamResult {
   const { pam, libc } = open();
   const messages: Uint8Array[] = [];
   const conversation = new Conversation(libc, request, messages);

@@ -42,6 +42,7 @@ Deno.test("outcomeOf() maps each PAM code of each step", async (t) => {
     ["authenticate", PAM.AUTHINFO_UNAVAIL, "temporary"],
     ["authenticate", PAM.CONV_ERR, "temporary"],
     ["chauthtok", PAM.SYSTEM_ERR, "temporary"],
+    ["verify", PAM.AUTH_ERR, "rejected"],
   ];
   for (const [step, code, kind] of rows) {
     await t.step(`pam_${step} ${code} is ${kind}`, () => {
@@ -53,7 +54,7 @@ Deno.test("outcomeOf() maps each PAM code of each step", async (t) => {
         messages: [],
       });
       assert.equal(outcome.kind, kind);
-      if (outcome.kind !== "ok") {
+      if (outcome.kind !== "ok" && step !== "verify") {
         assert.equal(outcome.reason, `pam_${step}: text (${code})`);
       }
     });
@@ -189,6 +190,34 @@ Deno.test({
         assert.equal(await shadowHash(alice.name), before);
       },
     );
+    await t.step("a stack that only says it changed is caught", async () => {
+      // pam_permit "changes" nothing: the new password does not authenticate.
+      await using permit = await UnixFixture.create(
+        "auth required pam_unix.so\naccount required pam_unix.so\n" +
+          "password required pam_permit.so\n",
+      );
+      const erin = await permit.add("Erin-old-1");
+      const before = await shadowHash(erin.name);
+      const liar = createPamBackend({
+        service: permit.service,
+        minUid: 1000,
+        timeoutMs: 20_000,
+      });
+      assert.deepEqual(
+        await liar.change(
+          utf8(erin.name),
+          utf8("Erin-old-1"),
+          utf8("Erin-new-2"),
+          peer,
+        ),
+        {
+          kind: "rejected",
+          reason: "pam_chauthtok succeeded but the new password does not " +
+            "authenticate: Authentication failure (7)",
+        },
+      );
+      assert.equal(await shadowHash(erin.name), before);
+    });
     await t.step("past the deadline the outcome is temporary", async () => {
       // pam_unix sleeps about 2 s after a failure.
       const hasty = createPamBackend({
@@ -205,5 +234,32 @@ Deno.test({
       });
       assert.ok(took < 1_500, `took ${took} ms`);
     });
+  },
+});
+
+Deno.test({
+  name: "a worker ended inside a PAM call that later converses harms nothing",
+  ignore: SKIP_REASON !== undefined,
+  async fn() {
+    // pam_exec holds the call for 1 s, then pam_unix asks for the password
+    // through the conversation of a worker that has been ended by then.
+    await using unix = await UnixFixture.create(
+      "auth optional pam_exec.so quiet /bin/sleep 1\n" +
+        "auth required pam_unix.so\naccount required pam_unix.so\n",
+    );
+    const frank = await unix.add("Frank-pw-1");
+    const peer = { remoteIp: "127.0.0.1", env: {} };
+    const options = { service: unix.service, minUid: 1000 };
+    const hasty = createPamBackend({ ...options, timeoutMs: 300 });
+    assert.deepEqual(
+      await hasty.check(utf8(frank.name), utf8("Frank-pw-1"), peer),
+      { kind: "temporary", reason: "PAM took longer than 300 ms" },
+    );
+    // This check spans the moment the ended worker's call converses.
+    const patient = createPamBackend({ ...options, timeoutMs: 20_000 });
+    assert.deepEqual(
+      await patient.check(utf8(frank.name), utf8("Frank-pw-1"), peer),
+      { kind: "ok" },
+    );
   },
 });
