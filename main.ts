@@ -175,7 +175,9 @@ async function createBackend(
     });
   }
   if (backend.kind === "pam") {
-    checkPamSystem(backend.service);
+    for (const warning of checkPamSystem(backend.service)) {
+      log(`warning: ${warning}`);
+    }
     // Loaded on first use like the passwd-file store; it is also the
     // module each PAM worker runs.
     const { createPamBackend } = await import("./lib/stores/pam/backend.ts");

@@ -63,8 +63,10 @@ export const PAM_DIRECTORIES = ["/etc/pam.d", "/usr/lib/pam.d"] as const;
 /**
  * Startup checks that need the system: Deno's FFI permission and the
  * service's file (without it PAM silently uses the `other` service).
+ * Returns warnings to log: a server that is not root can, with pam_unix,
+ * check only its own user's password and change none.
  */
-export function checkPamSystem(service: string): void {
+export function checkPamSystem(service: string): string[] {
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     throw new UsageError(
       "--pam loads libpam through Deno's FFI: run Deno with --allow-ffi",
@@ -82,5 +84,20 @@ export function checkPamSystem(service: string): void {
       `--pam ${quote(service)}: no ${PAM_DIRECTORIES[0]}/${service} ` +
         '(PAM would fall back to the "other" service)',
     );
+  }
+  return realUid() === 0 ? [] : [
+    "--pam: not running as root: pam_unix cannot read or write /etc/shadow " +
+    "for other users, so checks and changes will fail",
+  ];
+}
+
+/** The real uid from /proc (Deno.uid() would need --allow-sys). */
+function realUid(): number | undefined {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    return uid === undefined ? undefined : Number(uid);
+  } catch {
+    return undefined;
   }
 }

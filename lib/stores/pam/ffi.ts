@@ -200,7 +200,9 @@ function transact(request: PamRequest): PamResult {
     );
     handle = Deno.UnsafePointer.create(handleOut[0]!);
     if (started !== PAM.SUCCESS) return finish("start", started);
-    pam.pam_set_item(handle, PAM_RHOST, cString(request.remoteIp));
+    if (request.remoteIp !== "unknown") {
+      pam.pam_set_item(handle, PAM_RHOST, cString(request.remoteIp));
+    }
     let code = pam.pam_authenticate(handle, 0);
     if (code !== PAM.SUCCESS) return finish("authenticate", code);
     code = pam.pam_acct_mgmt(handle, 0);
