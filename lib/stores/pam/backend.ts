@@ -87,19 +87,59 @@ export function outcomeOf(reply: WorkerReply): Outcome {
     : { kind: "temporary", reason };
 }
 
-/** Make a {@link Backend} over the PAM service `options.service`. */
+/**
+ * Make a {@link Backend} over the PAM service `options.service`. Checks
+ * run side by side; changes run one at a time (see {@link serial}), the
+ * wait counting toward the deadline.
+ */
 export function createPamBackend(options: PamOptions): Backend {
+  const oneChangeAtATime = serial();
   return {
     check: (user, oldPassword, peer) =>
-      transaction(options, { user, oldPassword }, peer),
-    change: (user, oldPassword, newPassword, peer) =>
-      transaction(options, { user, oldPassword, newPassword }, peer),
+      transaction(options, options.timeoutMs, { user, oldPassword }, peer),
+    change: (user, oldPassword, newPassword, peer) => {
+      const deadline = performance.now() + options.timeoutMs;
+      return oneChangeAtATime(() => {
+        const left = Math.floor(deadline - performance.now());
+        if (left <= 0) {
+          return Promise.resolve(
+            {
+              kind: "temporary",
+              reason:
+                `another password change held PAM for ${options.timeoutMs} ms`,
+            } as const,
+          );
+        }
+        return transaction(options, left, {
+          user,
+          oldPassword,
+          newPassword,
+        }, peer);
+      });
+    },
   };
 }
 
-/** Run one transaction in a fresh worker, bounded by the deadline. */
+/**
+ * A queue that runs one task at a time, in order. pam_unix holds
+ * /etc/shadow's lock (`lckpwdf`) while it updates, and another thread of
+ * the same process does not wait for that lock: it fails at once with
+ * `PAM_AUTHTOK_LOCK_BUSY` (measured: three of six concurrent changes in
+ * one process failed so). Separate processes (tcpserver) do wait for it.
+ */
+export function serial(): <T>(task: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (task) => {
+    const run = tail.then(task);
+    tail = run.catch(() => {});
+    return run;
+  };
+}
+
+/** Run one transaction in a fresh worker, bounded by `timeoutMs`. */
 async function transaction(
   options: PamOptions,
+  timeoutMs: number,
   secrets: {
     user: Uint8Array;
     oldPassword: Uint8Array;
@@ -118,7 +158,7 @@ async function transaction(
     remoteIp: peer.remoteIp,
     minUid: options.minUid,
   };
-  const reply = await inWorker(request, options.timeoutMs);
+  const reply = await inWorker(request, timeoutMs);
   if (reply !== "timeout" && reply.kind === "pam") {
     for (const text of reply.messages) {
       peer.log?.(`PAM says: ${sanitize(text, { allowSpace: true })}`);
@@ -127,7 +167,7 @@ async function transaction(
   return reply === "timeout"
     ? {
       kind: "temporary",
-      reason: `PAM took longer than ${options.timeoutMs} ms`,
+      reason: `PAM took longer than ${timeoutMs} ms`,
     }
     : outcomeOf(reply);
 }

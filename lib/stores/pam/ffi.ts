@@ -297,10 +297,11 @@ class Conversation {
     if (style !== PROMPT_ECHO_OFF) return undefined;
     if (++this.#prompts > MAX_PROMPTS) return undefined;
     if (!this.changing || this.#new === undefined) return this.#old;
-    // pam_unix asks "Current password: " before the new one when the
-    // caller is not root; everything else in chauthtok wants the new one.
+    // With PAM_CHANGE_EXPIRED_AUTHTOK pam_unix first asks "Current
+    // password: " (older versions "(current) UNIX password: "); every
+    // other prompt of pam_chauthtok wants the new password or its retype.
     const prompt = new TextDecoder().decode(text).toLowerCase();
-    return /current|old/.test(prompt) ? this.#old : this.#new;
+    return /\b(current|old)\b/.test(prompt) ? this.#old : this.#new;
   }
 
   /** `calloc` the response array and `strdup` each answer into it. */

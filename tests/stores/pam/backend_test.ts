@@ -11,6 +11,7 @@ import type { Outcome } from "../../../lib/stores/backend.ts";
 import {
   createPamBackend,
   outcomeOf,
+  serial,
 } from "../../../lib/stores/pam/backend.ts";
 import { PAM, type PamStep } from "../../../lib/stores/pam/ffi.ts";
 import {
@@ -262,4 +263,64 @@ Deno.test({
       { kind: "ok" },
     );
   },
+});
+
+Deno.test({
+  name: "concurrent changes in one process all land (one at a time)",
+  ignore: SKIP_REASON !== undefined,
+  async fn() {
+    await using unix = await UnixFixture.create();
+    const users = [];
+    for (let i = 0; i < 5; i++) users.push(await unix.add(`Many-old-${i}`));
+    const pam = createPamBackend({
+      service: unix.service,
+      minUid: 1000,
+      timeoutMs: 30_000,
+    });
+    const peer = { remoteIp: "127.0.0.1", env: {} };
+    const outcomes = await Promise.all(users.map((user, i) =>
+      pam.change(
+        utf8(user.name),
+        utf8(`Many-old-${i}`),
+        utf8(`Many-new-${i}!`),
+        peer,
+      )
+    ));
+    // Without the queue pam_unix answered some of them with
+    // PAM_AUTHTOK_LOCK_BUSY: another thread held /etc/shadow's lock.
+    assert.deepEqual(outcomes, users.map(() => ({ kind: "ok" })));
+    for (const [i, user] of users.entries()) {
+      assert.ok(cryptMatches(`Many-new-${i}!`, await shadowHash(user.name)));
+    }
+  },
+});
+
+Deno.test("serial() runs tasks one at a time, in order, past failures", async () => {
+  const queue = serial();
+  const events: string[] = [];
+  const task = (name: string, fail = false) => async () => {
+    events.push(`start ${name}`);
+    await Promise.resolve();
+    events.push(`end ${name}`);
+    if (fail) throw new Error(name);
+    return name;
+  };
+  const results = await Promise.allSettled([
+    queue(task("a")),
+    queue(task("b", true)),
+    queue(task("c")),
+  ]);
+  assert.deepEqual(results.map((r) => r.status), [
+    "fulfilled",
+    "rejected",
+    "fulfilled",
+  ]);
+  assert.deepEqual(events, [
+    "start a",
+    "end a",
+    "start b",
+    "end b",
+    "start c",
+    "end c",
+  ]);
 });
