@@ -32,6 +32,7 @@ import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
 import { formatNetwork } from "./lib/serve/cidr.ts";
+import { checkPamSystem } from "./lib/stores/pam/config.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -159,6 +160,9 @@ async function readTlsFiles(
 function backendText(config: Config): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
+  if (backend.kind === "pam") {
+    return `PAM service ${backend.service}, uid >= ${backend.minUid}`;
+  }
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
@@ -172,7 +176,7 @@ function proxyText(config: Config): string {
     : "";
 }
 
-/** The external programs, or the built-in passwd-file back end. */
+/** The external programs, or a built-in store (passwd-file, PAM). */
 async function createBackend(
   config: Config,
   log: (message: string) => void,
@@ -186,6 +190,19 @@ async function createBackend(
       childTimeoutMs: config.limits.childTimeoutMs,
       ...(backend.helper === undefined ? {} : { helper: backend.helper }),
       ...(spawner === undefined ? {} : { spawner }),
+    });
+  }
+  if (backend.kind === "pam") {
+    for (const warning of checkPamSystem(backend.service)) {
+      log(`warning: ${warning}`);
+    }
+    // Loaded on first use like the passwd-file store; it is also the
+    // module each PAM worker runs.
+    const { createPamBackend } = await import("./lib/stores/pam/backend.ts");
+    return createPamBackend({
+      service: backend.service,
+      minUid: backend.minUid,
+      timeoutMs: config.limits.childTimeoutMs,
     });
   }
   try {

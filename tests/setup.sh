@@ -10,6 +10,9 @@ packages=(
   ucspi-tcp poppass-cgi netcat-openbsd fail2ban dovecot-core whois openssl
   lintian daemontools gcc libc6-dev python3
   postgresql mariadb-server slapd ldap-utils haproxy
+  # the PAM store: useradd/chpasswd, pam_unix, libpam, crypt(3) (all in a
+  # standard Debian install)
+  passwd libpam-modules libpam-runtime libpam0g libcrypt1
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -18,6 +18,7 @@ import {
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
 import { type Network, parseNetworks } from "../serve/cidr.ts";
+import { type PamConfig, parsePamConfig } from "../stores/pam/config.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -43,7 +44,8 @@ export type BackendConfig =
     readonly path: string;
     readonly scheme: PasswdScheme;
     readonly minPasswordLength: number;
-  };
+  }
+  | PamConfig;
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -177,6 +179,8 @@ function parseBackend(
   warnings: string[],
   mode: Config["mode"]["kind"],
 ): BackendConfig {
+  const pam = get("pam");
+  if (pam !== undefined) return parsePamConfig(pam, get, chain);
   const passwdFile = get("passwd-file");
   const helperWord = get("fd3-helper");
   // Used in listen mode only, like --max-sessions: one process per

@@ -123,6 +123,18 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "count",
     help: "N  passwd-file: shortest new password (8)",
   },
+  {
+    name: "pam",
+    env: "POPPASS_PAM",
+    kind: "text",
+    help: "SERVICE  built-in PAM store (/etc/pam.d/SERVICE)",
+  },
+  {
+    name: "pam-min-uid",
+    env: "POPPASS_PAM_MIN_UID",
+    kind: "count",
+    help: "N  PAM: refuse accounts below this uid (1000)",
+  },
   { name: "help", env: "", kind: "flag", help: "print this help and exit" },
   {
     name: "version",
@@ -273,6 +285,7 @@ export function usageText(): string {
   return [
     "usage: qmail-poppass [options] hostname checkprogram [subprogram ...]",
     "       qmail-poppass [options] --passwd-file FILE hostname",
+    "       qmail-poppass [options] --pam SERVICE hostname",
     "",
     "PASSWORD_COMMAND names the setpassword program (with the checkprogram form).",
     "Without --listen, one session is served on fd 0/1 (tcpserver, inetd, systemd).",

@@ -5,7 +5,8 @@
 # the npm package @deno/linux-x64-glibc (the version the tests ran with,
 # DENO_RUNTIME_VERSION, default 2.9.6), fd3exec compiled from lib/stores/programs/fd3exec.c
 # (needs cc), the launcher /usr/sbin/qmail-poppass,
-# the man page, the systemd units, the daemontools and fail2ban examples
+# the man page, the PAM service /etc/pam.d/qmail-poppass (a conffile), the
+# systemd units, the daemontools and fail2ban examples
 # and a machine-readable copyright file. The only network it needs is the
 # npm registry (npm pack for the runtime; Deno fetches esbuild and the npm
 # libraries it bundles); with npm offline it takes the runtime from the
@@ -197,11 +198,13 @@ install -m 0644 packaging/systemd/qmail-poppass.socket \
   packaging/systemd/qmail-poppass.service "$stage/lib/systemd/system/"
 install -m 0644 packaging/systemd/qmail-poppass.default \
   "$stage/etc/default/$package"
+install -d "$stage/etc/pam.d"
+install -m 0644 "$here/pam" "$stage/etc/pam.d/$package"
 install -m 0644 "$here/lintian-overrides" \
   "$stage/usr/share/lintian/overrides/$package"
 
 # --- 4. Control files ------------------------------------------------------------
-echo "/etc/default/$package" >"$stage/DEBIAN/conffiles"
+printf '%s\n' "/etc/default/$package" "/etc/pam.d/$package" >"$stage/DEBIAN/conffiles"
 install -m 0755 "$here/postinst" "$here/prerm" "$here/postrm" "$stage/DEBIAN/"
 # Permissions: the umask above, nothing group- or world-writable.
 chmod -R u+rwX,go+rX,go-w "$stage"

@@ -6,6 +6,8 @@
 #   listen mode            --allow-net          (--listen, POPPASS_LISTEN)
 #   built-in passwd-file   --allow-write=DIR    (--passwd-file, POPPASS_PASSWD_FILE;
 #                                                DIR = the file's real folder)
+#   built-in PAM store     --allow-ffi          (--pam, POPPASS_PAM: libpam is
+#                                                loaded through Deno's FFI)
 #
 # Deno.kill of a child's process group needs the unscoped --allow-run; the
 # checkpassword programs and TLS files may live anywhere, hence --allow-read.
@@ -41,19 +43,23 @@ trim() {
 }
 listen=$(trim "${POPPASS_LISTEN-}")
 passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
+pam=$(trim "${POPPASS_PAM-}")
 want=
 for arg do
   case $want in
   listen) listen=$arg want= && continue ;;
   passwd-file) passwd_file=$arg want= && continue ;;
+  pam) pam=$arg want= && continue ;;
   value) want= && continue ;;
   esac
   case $arg in
   --) break ;;
   --listen=*) listen=${arg#--listen=} ;;
   --passwd-file=*) passwd_file=${arg#--passwd-file=} ;;
+  --pam=*) pam=${arg#--pam=} ;;
   --listen) want=listen ;;
   --passwd-file) want=passwd-file ;;
+  --pam) want=pam ;;
   # The options that take no value; every other --name takes the next word.
   --allow-plaintext | --help | --version) ;;
   --*=*) ;;
@@ -75,10 +81,11 @@ fi
 # The compiled fd-3 shim starts each checkpassword and setpassword program
 # in one exec instead of three (/bin/sh, setsid, the program). A
 # POPPASS_FD3_HELPER that is set wins, even empty (empty = the /bin/sh
-# shim), and so does --fd3-helper; passwd-file runs no programs, so it
-# gets none.
+# shim), and so does --fd3-helper; passwd-file and PAM run no programs,
+# so they get none.
 helper=/usr/lib/qmail-poppass/fd3exec
-if [ -z "$passwd_file" ] && [ -z "${POPPASS_FD3_HELPER+set}" ] &&
+if [ -z "$passwd_file" ] && [ -z "$pam" ] &&
+  [ -z "${POPPASS_FD3_HELPER+set}" ] &&
   [ -x "$helper" ]; then
   POPPASS_FD3_HELPER=$helper
   export POPPASS_FD3_HELPER
@@ -87,7 +94,7 @@ fi
 # server then never spawns a process itself. The same rules apply to
 # POPPASS_FD3_SPAWNER (empty = not used) and --fd3-spawner.
 spawner=/usr/lib/qmail-poppass/fd3spawn
-if [ -n "$listen" ] && [ -z "$passwd_file" ] &&
+if [ -n "$listen" ] && [ -z "$passwd_file" ] && [ -z "$pam" ] &&
   [ -z "${POPPASS_FD3_SPAWNER+set}" ] && [ -x "$spawner" ]; then
   POPPASS_FD3_SPAWNER=$spawner
   export POPPASS_FD3_SPAWNER
@@ -107,6 +114,13 @@ if [ -n "$passwd_file" ]; then
   write=--allow-write=$folder
 fi
 
+# PAM modules run inside the process (pam_unix writes /etc/shadow itself),
+# so the PAM store needs Deno's FFI permission, and the server runs as root.
+ffi=
+if [ -n "$pam" ]; then
+  ffi=--allow-ffi
+fi
+
 exec "$runtime" run --no-config --no-remote --no-npm --no-prompt \
-  --allow-env --allow-run --allow-read $net $heap ${write:+"$write"} \
+  --allow-env --allow-run --allow-read $net $heap $ffi ${write:+"$write"} \
   "$program" "$@"

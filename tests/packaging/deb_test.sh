@@ -4,7 +4,8 @@
 # Builds the .deb (or takes the path given), installs it with dpkg -i, runs
 # the installed /usr/sbin/qmail-poppass under tcpserver (as nobody) and in
 # listen mode (flags, then POPPASS_* variables with the built-in
-# passwd-file back end) and through the daemontools example when envdir is
+# passwd-file back end, then the PAM store with the shipped
+# /etc/pam.d/qmail-poppass and a real Unix account) and through the daemontools example when envdir is
 # installed, changes passwords through Debian's poppass-cgi (a headless CGI
 # POST), measures connect-to-greeting under tcpserver as root and as
 # nobody, then removes and purges the package and checks that nothing is
@@ -28,6 +29,7 @@ failed=0
 pids=()
 installed_by_us=0
 work=
+unix_user=
 
 pass() {
   passed=$((passed + 1))
@@ -120,6 +122,7 @@ cleanup() {
     note "cleanup: purging $package"
     dpkg_retry -P "$package" >/dev/null
   fi
+  [ -n "$unix_user" ] && userdel "$unix_user" 2>/dev/null
   [ -n "$work" ] && rm -rf "$work"
 }
 trap cleanup EXIT
@@ -195,7 +198,13 @@ check "installed: launcher, runtime, bundle, man page, units, copyright, cache" 
   -a -f /usr/share/man/man8/$package.8.gz -a -f /lib/systemd/system/$package.socket \
   -a -f "/lib/systemd/system/$package@.service" -a -f /lib/systemd/system/$package.service \
   -a -f /usr/share/doc/$package/copyright -a -f /etc/default/$package \
-  -a -d /var/cache/$package -a -x $runtime_dir/fd3exec -a -x $runtime_dir/fd3spawn
+  -a -d /var/cache/$package -a -x $runtime_dir/fd3exec -a -x $runtime_dir/fd3spawn \
+  -a -f /etc/pam.d/$package
+check "installed: /etc/pam.d/$package includes common-auth, common-account, common-password" \
+  test "$(grep '^@include' /etc/pam.d/$package | tr '\n' ' ')" = \
+  "@include common-auth @include common-account @include common-password "
+check "dpkg: /etc/pam.d/$package is a conffile" \
+  grep -q "^ /etc/pam.d/$package [0-9a-f]" <<<"$(dpkg-query -W -f='${Conffiles}\n' "$package")"
 said=$(/usr/sbin/$package --version 2>&1)
 check "qmail-poppass --version says '$package $version'" test "$said" = "$package $version"
 said=$($runtime_dir/deno --version 2>&1 | head -1)
@@ -498,6 +507,55 @@ else
   fail "passwd-file: listen mode from POPPASS_LISTEN and POPPASS_PASSWD_FILE" "$(cat "$log")"
 fi
 
+# --- 3b. the PAM store with the shipped /etc/pam.d/qmail-poppass ----------------------
+# A real Unix account (uid 2000 and up), changed through poppass-cgi; the
+# launcher must add --allow-ffi from POPPASS_PAM alone, and /etc/shadow
+# must then hold a hash of the new password (perl's crypt is libcrypt's).
+unix_user=pptdeb$(printf '%04x%04x' $RANDOM $RANDOM)
+unix_uid=$((2000 + RANDOM % 50000))
+while getent passwd "$unix_uid" >/dev/null; do unix_uid=$((unix_uid + 1)); done
+if useradd -M -u "$unix_uid" "$unix_user" &&
+  printf '%s:%s\n' "$unix_user" 'Pam-old-deb1' | chpasswd; then
+  log=$work/pam.log
+  listening=0
+  for addr in $(candidates); do
+    POPPASS_LISTEN="$addr:$port" POPPASS_PAM=qmail-poppass POPPASS_FAIL_DELAY=0.5 \
+      /usr/sbin/$package localhost </dev/null >>"$log" 2>&1 &
+    pam_pid=$!
+    pids+=("$pam_pid")
+    if wait_greeting "$addr" "$pam_pid"; then
+      listening=1
+      break
+    fi
+    stop_tree "$pam_pid"
+  done
+  if [ $listening = 1 ]; then
+    pass "PAM: listen mode from POPPASS_LISTEN and POPPASS_PAM"
+    check "PAM: the launcher granted --allow-ffi" \
+      grep -q -- '--allow-ffi' "/proc/$pam_pid/cmdline"
+    out=$(cgi_post "$addr" "$unix_user" Pam-wrong-deb1 Pam-new-deb2)
+    check "PAM: a wrong old password is refused" \
+      grep -q 'Old password is incorrect' <<<"$out"
+    out=$(cgi_post "$addr" "$unix_user" Pam-old-deb1 Pam-new-deb2)
+    hash=$(awk -F: -v u="$unix_user" '$1 == u { print $2 }' /etc/shadow)
+    if grep -q 'Password Changed Successfully' <<<"$out" &&
+      [ "$(perl -e 'print crypt($ARGV[0], $ARGV[1])' Pam-new-deb2 "$hash")" = "$hash" ]; then
+      pass "PAM: poppass-cgi changes a Unix password (/etc/shadow: a ${hash:0:3} hash of the new one)"
+    else
+      fail "PAM: poppass-cgi changes a Unix password" "$out$(cat "$log")"
+    fi
+    out=$(cgi_post "$addr" root whatever Pam-new-deb3)
+    check "PAM: root is refused" grep -q 'Old password is incorrect' <<<"$out"
+    check "PAM: no password in the log" not grep -q -e Pam-old -e Pam-new "$log"
+    stop_tree "$pam_pid"
+  else
+    fail "PAM: listen mode from POPPASS_LISTEN and POPPASS_PAM" "$(cat "$log")"
+  fi
+  userdel "$unix_user" && unix_user=
+else
+  fail "PAM: useradd/chpasswd make a test account"
+fi
+
 # --- 4. the daemontools example, as shipped ---------------------------------------------
 if command -v envdir >/dev/null; then
   svc=$work/service
@@ -551,15 +609,16 @@ for path in /usr/sbin/$package $runtime_dir /var/cache/$package \
 done
 check "dpkg -r: the program, runtime, cache, man page and units are gone${leftover:+ (left:$leftover)}" \
   test -z "$leftover"
-check "dpkg -r: the conffile /etc/default/$package stays until purge" test -f /etc/default/$package
+check "dpkg -r: the conffiles /etc/default/$package and /etc/pam.d/$package stay until purge" \
+  test -f /etc/default/$package -a -f /etc/pam.d/$package
 if out=$(dpkg_retry -P "$package"); then
   installed_by_us=0
   pass "dpkg -P purges the package"
 else
   fail "dpkg -P purges the package" "$out"
 fi
-check "dpkg -P: /etc/default/$package and /usr/share/doc/$package are gone" \
-  test ! -e /etc/default/$package -a ! -e /usr/share/doc/$package
+check "dpkg -P: /etc/default/$package, /etc/pam.d/$package and /usr/share/doc/$package are gone" \
+  test ! -e /etc/default/$package -a ! -e /etc/pam.d/$package -a ! -e /usr/share/doc/$package
 check "dpkg: the package is no longer known" not dpkg -s "$package" 2>/dev/null
 left=$(runtime_processes)
 check "nothing is left running the packaged runtime${left:+ ($left)}" test -z "$left"
