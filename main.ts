@@ -4,8 +4,10 @@
  * `main.ts` turns argv and the environment into a `Config`, serves one
  * session on stdin/stdout or listens itself, and maps every ending to an
  * exit code: 0 normal end, 100 usage or configuration error, 111 temporary
- * or internal error. It is the only file that touches `Deno.args`,
- * `Deno.exit` and the process's own stdin/stdout.
+ * or internal error. It is the only file that reads `Deno.args` and calls
+ * `Deno.exit` (besides the `deno task start` launcher, `lib/demo/demo.ts`);
+ * the process's own stdin/stdout are read and written only here and in
+ * `lib/serve/stdio.ts`.
  *
  * @module
  */

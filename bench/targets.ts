@@ -1,7 +1,7 @@
 /**
  * The servers `deno task bench` measures: how each is built, started on a
  * loopback port and stopped, and the spawn floor (the two back-end runs of
- * a session through `lib/child.ts`, no protocol), which runs in its own
+ * a session through `lib/stores/programs/child.ts`, no protocol), which runs in its own
  * Deno process: `deno run -A bench/targets.ts --floor '{json}'`.
  *
  * Every tcpserver here runs as `tcpserver -R -H -l localhost`: without
@@ -31,9 +31,9 @@ export interface Kit {
   readonly empty: string;
   readonly tcpserver?: string;
   readonly cBaseline?: string;
-  /** lib/fd3exec.c built as the Debian package builds it (packaging/build-fd3exec.sh). */
+  /** lib/stores/programs/fd3exec.c built as the Debian package builds it (packaging/build-fd3exec.sh). */
   readonly fd3exec?: string;
-  /** lib/fd3spawn.c built as the Debian package builds it (packaging/build-fd3spawn.sh). */
+  /** lib/stores/programs/fd3spawn.c built as the Debian package builds it (packaging/build-fd3spawn.sh). */
   readonly fd3spawn?: string;
   readonly bundle?: string;
   /** A DENO_DIR with the bundle's V8 code cache, filled as root, read-only for nobody (as the package does). */

@@ -1,7 +1,7 @@
 /**
  * Every number that bounds qmail-poppass, in one place, each with its
  * reason. Options and `POPPASS_*` variables override the configurable ones
- * (see `lib/config.ts`); the rest are fixed by the protocol or the programs.
+ * (see `lib/config/config.ts`); the rest are fixed by the protocol or the programs.
  *
  * @module
  */
@@ -24,7 +24,7 @@ export interface Limits {
   readonly maxPerIp: number;
 }
 
-/** The defaults of `../shared/spec/poppassd.md` §5. */
+/** The defaults of `doc/protocol.md` §5. */
 export const DEFAULT_LIMITS: Limits = {
   // The C original sleeps 5 s after a failed check; a guess costs that much.
   failDelayMs: 5_000,
@@ -81,7 +81,7 @@ export const CHILD_READ_SIZE = 64 * 1024;
 
 /**
  * After a session's last reply, input the client has already sent is read
- * and dropped before the socket is closed (`lib/linger.ts`), so the close
+ * and dropped before the socket is closed (`lib/serve/linger.ts`), so the close
  * is a FIN and not an RST that could destroy the reply: until EOF, or this
  * long without input (a client that sent nothing more)…
  */

@@ -1,6 +1,6 @@
 /**
  * The reply table: every line the server sends, by name. The wire text
- * lives only here (see `../shared/spec/poppassd.md` §3).
+ * lives only here (see `doc/protocol.md` §3).
  *
  * @module
  */

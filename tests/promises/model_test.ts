@@ -1105,7 +1105,7 @@ async function check(target: Target, seed: number): Promise<void> {
     throw new Error(
       `${message}\n${cause instanceof Error ? cause.message : ""}\n` +
         `replay the shrunk case: MODEL_SEED=${SEED} MODEL_PATH=${path} ` +
-        `deno test --allow-all tests/model_test.ts --filter "${target.name}"`,
+        `deno test --allow-all tests/promises/model_test.ts --filter "${target.name}"`,
     );
   }
 }

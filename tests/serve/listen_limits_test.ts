@@ -1,5 +1,5 @@
 /**
- * Listen mode's concurrency caps (case 21 of `../shared/spec/test-plan.md`):
+ * Listen mode's concurrency caps (case 21 of `doc/test-plan.md`):
  * the extra connection gets the refusal line, slots come back.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Listen mode under load (case 22 of `../shared/spec/test-plan.md`):
+ * Listen mode under load (case 22 of `doc/test-plan.md`):
  * 2,000 mixed sessions, 50 at a time, then descriptors, children and
  * memory back at their baseline; plus the numbers the README quotes:
  * sessions per second and memory per idle connection.

@@ -1,5 +1,5 @@
 /**
- * Graceful stop in listen mode (case 28 of `../shared/spec/test-plan.md`):
+ * Graceful stop in listen mode (case 28 of `doc/test-plan.md`):
  * on SIGTERM or SIGINT the server stops accepting, lets a session whose
  * setpassword is running finish, closes idle sessions, exits 0 and leaves
  * no process behind.

@@ -1,5 +1,5 @@
 /**
- * Implicit TLS in listen mode (case 26 of `../shared/spec/test-plan.md`):
+ * Implicit TLS in listen mode (case 26 of `doc/test-plan.md`):
  * a full session over TLS, clients that never start a handshake, plaintext
  * sent to the TLS port, and SIGHUP swapping the certificate.
  */

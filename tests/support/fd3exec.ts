@@ -1,9 +1,9 @@
 /**
  * The ways to start a back end, for tests that run every case through
- * each: the `/bin/sh` shim; `lib/fd3exec.c` built by
+ * each: the `/bin/sh` shim; `lib/stores/programs/fd3exec.c` built by
  * `packaging/build-fd3exec.sh` into a temporary folder for the one test
  * (removed on dispose), with the C library and, on Linux x86_64 and
- * aarch64, without; and a running `lib/fd3spawn.c` (listen mode's
+ * aarch64, without; and a running `lib/stores/programs/fd3spawn.c` (listen mode's
  * `--fd3-spawner`). A build that cannot be made here is ignored, and the
  * test's name says why.
  *

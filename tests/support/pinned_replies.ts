@@ -1,6 +1,6 @@
 /**
  * The wire text the listen-mode tests expect, written out literally so a
- * change to `lib/replies.ts` cannot silently change what the tests demand.
+ * change to `lib/protocol/replies.ts` cannot silently change what the tests demand.
  *
  * @module
  */

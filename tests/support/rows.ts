@@ -1,5 +1,5 @@
 /**
- * The reply table of `../shared/spec/poppassd.md` §3 as test rows, shared
+ * The reply table of `doc/protocol.md` §3 as test rows, shared
  * by the stdio and tcpserver suites: client lines, the exact replies after
  * the greeting, and the back-end runs (mode:exit) they must cause.
  *
@@ -11,7 +11,7 @@ import type { Account } from "./accounts.ts";
 import type { Part } from "./bytes.ts";
 import type { LedgerEntry } from "./ledger.ts";
 
-/** Every reply's exact octets (pinned here, independent of lib/replies.ts). */
+/** Every reply's exact octets (pinned here, independent of lib/protocol/replies.ts). */
 export const R = {
   userOk: "200 Your password please.\r\n",
   passOk: "200 Your new password please.\r\n",

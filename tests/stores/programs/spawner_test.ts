@@ -1,5 +1,5 @@
 /**
- * `lib/fd3spawn.c` and its client `lib/spawner.ts` (`--fd3-spawner`):
+ * `lib/stores/programs/fd3spawn.c` and its client `lib/stores/programs/spawner.ts` (`--fd3-spawner`):
  * what only the long-lived starter can get wrong. Everything a child
  * sees and every way a child ends is tested through it as well, by the
  * child tests' `[fd3spawn]` rows.
