@@ -33,6 +33,7 @@ import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
+import { errorMessage } from "./lib/common/errors.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -203,7 +204,7 @@ async function startupFailure(
   log: (message: string) => void,
 ): Promise<number> {
   const usage = error instanceof UsageError;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   log(`fatal: ${message}`);
   const listening = asksForListen(args) ||
     (env("POPPASS_LISTEN") ?? "").trim() !== "";

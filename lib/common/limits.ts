@@ -51,6 +51,26 @@ export const USER_MAX = 255;
 /** Client-supplied text in the log is cut to this many characters. */
 export const LOG_TEXT_MAX = 100;
 
+/**
+ * The values `--max-line` accepts. Below 16 octets a keyword with a short
+ * argument no longer fits; above 64 KiB a "line" is a memory bound, not a
+ * line (no valid dialogue line exceeds `PAYLOAD_MAX` anyway).
+ */
+export const MAX_LINE_RANGE = { min: 16, max: 65_536 } as const;
+
+/**
+ * Highest `--max-sessions` and `--max-per-ip`: far more connections than
+ * one process gets descriptors for, so only typos are refused.
+ */
+export const MAX_SESSIONS_CEILING = 100_000;
+
+/**
+ * passwd-file store: the shortest new password unless
+ * `--min-password-length` says otherwise (NIST SP 800-63B's minimum for a
+ * password the user chooses). It can be set from 1 to `PAYLOAD_MAX`.
+ */
+export const MIN_PASSWORD_LENGTH = 8;
+
 /** Octets of a child's stdout and of its stderr copied into the log, each. */
 export const CHILD_LOG_MAX = 4_096;
 

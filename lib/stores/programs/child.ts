@@ -26,6 +26,8 @@ import {
   CHILD_READ_SMALL,
 } from "../../common/limits.ts";
 import { sanitize } from "../../common/log.ts";
+import { errorMessage } from "../../common/errors.ts";
+import { executableState } from "../../common/executable.ts";
 
 /** How a child run ended. */
 export type ChildResult =
@@ -101,12 +103,7 @@ function spawnShim(options: ChildOptions): Deno.ChildProcess {
 }
 
 function isExecutable(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && ((info.mode ?? 0o755) & 0o111) !== 0;
-  } catch {
-    return false;
-  }
+  return executableState(path) === "ok";
 }
 
 /** Run a program with `payload` on fd 3; never throws. */
@@ -327,6 +324,4 @@ function blankOut(buffer: Uint8Array, secret: Uint8Array): void {
   }
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+const errorText = errorMessage;
