@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { Client, closeAll } from "../support/listen_client.ts";
 import { Scratch } from "../support/listen_fixtures.ts";
-import { childrenOf, fdCount, rssKiB } from "../support/listen_proc.ts";
+import { childrenOf, fdCount, rssKiB } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { pool, sleep, timed, until, within } from "../support/listen_time.ts";

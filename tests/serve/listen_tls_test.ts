@@ -16,7 +16,7 @@ import {
   Scratch,
   servedFingerprint,
 } from "../support/listen_fixtures.ts";
-import { fdCount } from "../support/listen_proc.ts";
+import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until } from "../support/listen_time.ts";

@@ -23,7 +23,7 @@ const script = (name: string) =>
 export type LauncherKind = "sh" | "libc" | "nolibc" | "spawner";
 
 /** All of them, in the order tests run them. */
-export const LAUNCHERS: readonly LauncherKind[] = [
+const LAUNCHERS: readonly LauncherKind[] = [
   "sh",
   "libc",
   "nolibc",

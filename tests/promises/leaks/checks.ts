@@ -16,7 +16,8 @@ import { R } from "../../support/rows.ts";
 import { GREETING, type Sandbox } from "../../support/sandbox.ts";
 import type { Transcript } from "../../support/talk.ts";
 import { accountsOf, type Key, marker } from "./backends.ts";
-import { childrenOf, fds, TreeSampler } from "./processes.ts";
+import { fds, TreeSampler } from "./processes.ts";
+import { childrenOf } from "../../support/procs.ts";
 import type { Target } from "./targets.ts";
 import { ask, type Injected, nextUser } from "./faults.ts";
 

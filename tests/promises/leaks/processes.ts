@@ -6,12 +6,7 @@
  * @module
  */
 
-import {
-  descendants,
-  listProcesses,
-  type ProcInfo,
-  procInfo,
-} from "../../support/procs.ts";
+import { descendants, type ProcInfo, procInfo } from "../../support/procs.ts";
 import { MAIN } from "../../support/sandbox.ts";
 
 /** Start time in clock ticks (field 22 of /proc/PID/stat): with the pid it names one process. */
@@ -33,11 +28,6 @@ function rssOf(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** The children of `pid`, zombies included. */
-export function childrenOf(pid: number): ProcInfo[] {
-  return listProcesses().filter((p) => p.ppid === pid);
 }
 
 /** Open descriptors of `pid`, as link targets. */
