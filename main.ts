@@ -4,8 +4,10 @@
  * `main.ts` turns argv and the environment into a `Config`, serves one
  * session on stdin/stdout or listens itself, and maps every ending to an
  * exit code: 0 normal end, 100 usage or configuration error, 111 temporary
- * or internal error. It is the only file that touches `Deno.args`,
- * `Deno.exit` and the process's own stdin/stdout.
+ * or internal error. It is the only file that reads `Deno.args` and calls
+ * `Deno.exit` (besides the `deno task start` launcher, `lib/demo/demo.ts`);
+ * the process's own stdin/stdout are read and written only here and in
+ * `lib/serve/stdio.ts`.
  *
  * @module
  */
@@ -33,6 +35,7 @@ import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
 import { formatNetwork } from "./lib/serve/cidr.ts";
 import { checkPamSystem } from "./lib/stores/pam/config.ts";
+import { errorMessage } from "./lib/common/errors.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -236,7 +239,7 @@ async function startupFailure(
   log: (message: string) => void,
 ): Promise<number> {
   const usage = error instanceof UsageError;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   log(`fatal: ${message}`);
   const listening = asksForListen(args) ||
     (env("POPPASS_LISTEN") ?? "").trim() !== "";

@@ -17,7 +17,7 @@
 export type Mode = "full" | "greeting" | "failing" | "eof";
 
 /** The password that makes the trivial back end exit 1 (see bench/c/trivial_backend.c). */
-export const WRONG_PASSWORD = "wrong";
+const WRONG_PASSWORD = "wrong";
 
 /** Settings for `runLoad`. */
 export interface LoadOptions {
@@ -61,7 +61,7 @@ export interface LoadResult {
 }
 
 /** The value at fraction `p` of ascending `sorted` (nearest rank); NaN when empty. */
-export function percentile(sorted: readonly number[], p: number): number {
+function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const rank = Math.max(1, Math.ceil(p * sorted.length));
   return sorted[Math.min(rank, sorted.length) - 1]!;

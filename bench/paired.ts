@@ -2,7 +2,7 @@
  * Interleaved ratios for `deno task bench`. The table's rows are measured
  * one after another, minutes apart; on a shared or virtual machine the
  * speed of the whole machine drifts by 10-20% over minutes, which is as
- * large as the effects the issue's ratios judge. So each target ratio is
+ * large as the effects the target ratios judge. So each target ratio is
  * also measured with both servers running at once, in alternating short
  * blocks (A B B A A B …), and reported as the ratio of their totals
  * (sessions/s) or of the medians of their block medians (latency).

@@ -2,7 +2,7 @@
  * poppassd_min: the C baseline of the qmail-poppass benchmarks.
  *
  * A minimal poppassd written for this project: the wire protocol of
- * shared/spec/poppassd.md §3 and the programs of §4, one session on fd 0/1
+ * doc/protocol.md §3 and the programs of §4, one session on fd 0/1
  * as under tcpserver. It forks and execs the checkpassword chain and the
  * PASSWORD_COMMAND program with the payload on a pipe at fd 3, /dev/null on
  * fd 0, our fd 2 on fd 1 and 2, each child in its own process group, and

@@ -1,7 +1,7 @@
 /**
  * Every number that bounds qmail-poppass, in one place, each with its
  * reason. Options and `POPPASS_*` variables override the configurable ones
- * (see `lib/config.ts`); the rest are fixed by the protocol or the programs.
+ * (see `lib/config/config.ts`); the rest are fixed by the protocol or the programs.
  *
  * @module
  */
@@ -24,7 +24,7 @@ export interface Limits {
   readonly maxPerIp: number;
 }
 
-/** The defaults of `../shared/spec/poppassd.md` §5. */
+/** The defaults of `doc/protocol.md` §5. */
 export const DEFAULT_LIMITS: Limits = {
   // The C original sleeps 5 s after a failed check; a guess costs that much.
   failDelayMs: 5_000,
@@ -50,6 +50,26 @@ export const USER_MAX = 255;
 
 /** Client-supplied text in the log is cut to this many characters. */
 export const LOG_TEXT_MAX = 100;
+
+/**
+ * The values `--max-line` accepts. Below 16 octets a keyword with a short
+ * argument no longer fits; above 64 KiB a "line" is a memory bound, not a
+ * line (no valid dialogue line exceeds `PAYLOAD_MAX` anyway).
+ */
+export const MAX_LINE_RANGE = { min: 16, max: 65_536 } as const;
+
+/**
+ * Highest `--max-sessions` and `--max-per-ip`: far more connections than
+ * one process gets descriptors for, so only typos are refused.
+ */
+export const MAX_SESSIONS_CEILING = 100_000;
+
+/**
+ * passwd-file store: the shortest new password unless
+ * `--min-password-length` says otherwise (NIST SP 800-63B's minimum for a
+ * password the user chooses). It can be set from 1 to `PAYLOAD_MAX`.
+ */
+export const MIN_PASSWORD_LENGTH = 8;
 
 /** Octets of a child's stdout and of its stderr copied into the log, each. */
 export const CHILD_LOG_MAX = 4_096;
@@ -81,7 +101,7 @@ export const CHILD_READ_SIZE = 64 * 1024;
 
 /**
  * After a session's last reply, input the client has already sent is read
- * and dropped before the socket is closed (`lib/linger.ts`), so the close
+ * and dropped before the socket is closed (`lib/serve/linger.ts`), so the close
  * is a FIN and not an RST that could destroy the reply: until EOF, or this
  * long without input (a client that sent nothing more)…
  */

@@ -6,7 +6,14 @@
  * @module
  */
 
-import { DEFAULT_LIMITS, type Limits } from "../common/limits.ts";
+import {
+  DEFAULT_LIMITS,
+  type Limits,
+  MAX_LINE_RANGE,
+  MAX_SESSIONS_CEILING,
+  MIN_PASSWORD_LENGTH,
+  PAYLOAD_MAX,
+} from "../common/limits.ts";
 import {
   lookup,
   parseCount,
@@ -19,6 +26,7 @@ import {
 import { splitCommand } from "./words.ts";
 import { type Network, parseNetworks } from "../serve/cidr.ts";
 import { type PamConfig, parsePamConfig } from "../stores/pam/config.ts";
+import { executableState } from "../common/executable.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -149,15 +157,30 @@ function parseLimits(get: (name: string) => string | undefined): Limits {
   };
   const limits: Limits = {
     failDelayMs: seconds("fail-delay", DEFAULT_LIMITS.failDelayMs),
-    maxLine: count("max-line", DEFAULT_LIMITS.maxLine, 16, 65_536),
+    maxLine: count(
+      "max-line",
+      DEFAULT_LIMITS.maxLine,
+      MAX_LINE_RANGE.min,
+      MAX_LINE_RANGE.max,
+    ),
     idleTimeoutMs: seconds("idle-timeout", DEFAULT_LIMITS.idleTimeoutMs),
     sessionTimeoutMs: seconds(
       "session-timeout",
       DEFAULT_LIMITS.sessionTimeoutMs,
     ),
     childTimeoutMs: seconds("child-timeout", DEFAULT_LIMITS.childTimeoutMs),
-    maxSessions: count("max-sessions", DEFAULT_LIMITS.maxSessions, 1, 100_000),
-    maxPerIp: count("max-per-ip", DEFAULT_LIMITS.maxPerIp, 0, 100_000),
+    maxSessions: count(
+      "max-sessions",
+      DEFAULT_LIMITS.maxSessions,
+      1,
+      MAX_SESSIONS_CEILING,
+    ),
+    maxPerIp: count(
+      "max-per-ip",
+      DEFAULT_LIMITS.maxPerIp,
+      0,
+      MAX_SESSIONS_CEILING,
+    ),
   };
   for (
     const name of ["idle-timeout", "session-timeout", "child-timeout"] as const
@@ -207,9 +230,9 @@ function parseBackend(
       scheme: parseScheme(get("passwd-scheme") ?? "ARGON2ID"),
       minPasswordLength: parseCount(
         "min-password-length",
-        get("min-password-length") ?? "8",
+        get("min-password-length") ?? String(MIN_PASSWORD_LENGTH),
         1,
-        512,
+        PAYLOAD_MAX,
       ),
     };
   }
@@ -369,15 +392,4 @@ export function formatAddress(address: ListenAddress): string {
 }
 
 /** The real file probe: a regular file with an execute bit. */
-export const denoProbe: FileProbe = {
-  executable(path) {
-    try {
-      const info = Deno.statSync(path);
-      return info.isFile && ((info.mode ?? 0o755) & 0o111) !== 0
-        ? "ok"
-        : "notExecutable";
-    } catch {
-      return "missing";
-    }
-  },
-};
+export const denoProbe: FileProbe = { executable: executableState };

@@ -1,5 +1,5 @@
 /**
- * `PASSWORD_COMMAND` splitting (`../shared/spec/poppassd.md` §1): words
+ * `PASSWORD_COMMAND` splitting (`doc/protocol.md` §1): words
  * separated by white space; a word that starts with `"` or `'` runs to the
  * matching quote, quotes removed; a whole word `$NAME` becomes that
  * variable's value. Nothing else is expanded. Mistakes are errors, never

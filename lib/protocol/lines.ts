@@ -113,13 +113,3 @@ export class LineReader {
     this.#chunk = new Uint8Array(0);
   }
 }
-
-/** Adapt a web `ReadableStream` reader into a chunk source. */
-export function streamSource(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-): ChunkSource {
-  return async () => {
-    const { value, done } = await reader.read();
-    return done ? null : value;
-  };
-}

@@ -1,7 +1,7 @@
 /**
  * The poppassd dialogue as a pure state machine: no I/O, no clock, no
  * `Deno`. A session runner feeds it lines and outcomes and performs the
- * effects it asks for (`../shared/spec/poppassd.md` §3).
+ * effects it asks for (`doc/protocol.md` §3).
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * The reply table: every line the server sends, by name. The wire text
- * lives only here (see `../shared/spec/poppassd.md` §3).
+ * lives only here (see `doc/protocol.md` §3).
  *
  * @module
  */
@@ -27,9 +27,6 @@ export const REPLIES = {
 /** The name of a fixed reply. */
 export type ReplyName = keyof typeof REPLIES;
 
-/** A reply to send: a fixed one by name, or the greeting (it names the host). */
-export type Reply = ReplyName | "greeting";
-
 const encoder = new TextEncoder();
 const encoded = new Map<string, Uint8Array>(
   Object.entries(REPLIES).map((
@@ -38,7 +35,7 @@ const encoded = new Map<string, Uint8Array>(
 );
 
 /** The greeting line, without the CRLF. */
-export function greetingText(hostname: string): string {
+function greetingText(hostname: string): string {
   return `200 ${hostname} hello, who are you?`;
 }
 
@@ -50,9 +47,4 @@ export function greetingBytes(hostname: string): Uint8Array {
 /** The exact octets of a fixed reply, CRLF included. */
 export function replyBytes(name: ReplyName): Uint8Array {
   return encoded.get(name)!;
-}
-
-/** True when the reply closes the session (every `500`). */
-export function isFailure(name: Reply): boolean {
-  return name !== "greeting" && REPLIES[name].startsWith("500");
 }

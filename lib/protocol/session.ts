@@ -15,6 +15,7 @@ import { type ChunkSource, type LineEvent, LineReader } from "./lines.ts";
 import { sanitize, type SessionLog } from "../common/log.ts";
 import { type Effect, INITIAL, settle, type State, step } from "./protocol.ts";
 import { REPLIES, replyBytes, type ReplyName } from "./replies.ts";
+import { errorMessage } from "../common/errors.ts";
 
 /** The two directions of a client connection. */
 export interface Connection {
@@ -178,7 +179,7 @@ async function perform(
       ? await backend.check(effect.user, effect.old, peer)
       : await backend.change(effect.user, effect.old, effect.next, peer);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     outcome = {
       kind: "temporary",
       reason: `back end error: ${sanitize(message, { allowSpace: true })}`,

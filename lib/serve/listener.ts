@@ -1,6 +1,6 @@
 /**
  * listen mode: many sessions in one process, with the session caps of
- * `../shared/spec/poppassd.md` §5, the ucspi-tcp variables for the child
+ * `doc/protocol.md` §5, the ucspi-tcp variables for the child
  * programs, and a graceful stop on SIGTERM/SIGINT.
  *
  * @module

@@ -1,7 +1,7 @@
 /**
  * The interface between a session and whatever verifies and changes
  * passwords: the external checkpassword/setpassword programs
- * (`lib/programs.ts`) or a built-in back end. The session never learns how
+ * (`lib/stores/programs/programs.ts`) or a built-in back end. The session never learns how
  * a password is checked, only the outcome.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * SHA-crypt (lib/passwdfile/shacrypt.ts): the test vectors published with
+ * SHA-crypt (lib/hash/shacrypt.ts): the test vectors published with
  * Drepper's specification, exact; then random passwords, non-UTF-8 octets
  * included, against openssl, mkpasswd and doveadm. A step whose tool is
  * missing is ignored, and says so.

@@ -1,5 +1,5 @@
 /**
- * The ledger checker (tests/helpers/checker.ts) catches what it promises to
+ * The ledger checker (tests/support/checker.ts) catches what it promises to
  * catch: synthetic transcripts and ledgers, one broken promise per row.
  */
 

@@ -1,5 +1,5 @@
 /**
- * `discardPending` (lib/linger.ts): after a session's last reply, input the
+ * `discardPending` (lib/serve/linger.ts): after a session's last reply, input the
  * client already sent is read away so the close is a FIN, within bounds.
  */
 

@@ -1,12 +1,12 @@
 /**
- * Listen mode's concurrency caps (case 21 of `../shared/spec/test-plan.md`):
+ * Listen mode's concurrency caps (case 21 of `doc/test-plan.md`):
  * the extra connection gets the refusal line, slots come back.
  */
 
 import assert from "node:assert/strict";
 import { Client, closeAll } from "../support/listen_client.ts";
 import { makeCert, Scratch } from "../support/listen_fixtures.ts";
-import { fdCount } from "../support/listen_proc.ts";
+import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until } from "../support/listen_time.ts";

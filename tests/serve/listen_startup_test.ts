@@ -1,6 +1,6 @@
 /**
  * Listen mode at startup: plaintext listeners off loopback are refused
- * (case 27 of `../shared/spec/test-plan.md`), and so are TLS files that
+ * (case 27 of `doc/test-plan.md`), and so are TLS files that
  * cannot serve and addresses that cannot be bound, each with one clear
  * line and the right exit code.
  */

@@ -1,5 +1,5 @@
 /**
- * Graceful stop in listen mode (case 28 of `../shared/spec/test-plan.md`):
+ * Graceful stop in listen mode (case 28 of `doc/test-plan.md`):
  * on SIGTERM or SIGINT the server stops accepting, lets a session whose
  * setpassword is running finish, closes idle sessions, exits 0 and leaves
  * no process behind.
@@ -11,7 +11,7 @@ import { bytes, hex } from "../support/bytes.ts";
 import { readLedger } from "../support/ledger.ts";
 import { Client, closeAll } from "../support/listen_client.ts";
 import { fakeauth, Scratch } from "../support/listen_fixtures.ts";
-import { childrenOf, inGroups } from "../support/listen_proc.ts";
+import { childrenOf, inGroups } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { timed, until, within } from "../support/listen_time.ts";
@@ -65,13 +65,13 @@ Deno.test("SIGTERM lets a running change finish, closes idle sessions and exits 
       () => {
         // A child leads its own group once its setsid() is done; before
         // that it still sits in ours (and the test runner's).
-        const now = childrenOf(server.pid).filter((c) => c.pgrp === c.pid);
+        const now = childrenOf(server.pid).filter((c) => c.pgid === c.pid);
         return now.length > 0 ? now : undefined;
       },
       3_000,
       "setpassword running",
     );
-    const groups = new Set(children.map((c) => c.pgrp));
+    const groups = new Set(children.map((c) => c.pgid));
 
     const from = server.logs.length;
     const { value: status, ms } = await timed(async () => {

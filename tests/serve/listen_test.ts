@@ -2,7 +2,7 @@
  * Listen mode over real sockets: full sessions on IPv4 and IPv6 loopback,
  * the children's ucspi-tcp environment, failure delays that never slow
  * other sessions, the session caps, the plaintext guard, and SIGTERM.
- * Cases 4, 21, 24, 27 and 28 of `../shared/spec/test-plan.md`.
+ * Cases 4, 21, 24, 27 and 28 of `doc/test-plan.md`.
  */
 
 import { forEachLauncher } from "../support/fd3exec.ts";

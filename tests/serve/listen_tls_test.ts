@@ -1,5 +1,5 @@
 /**
- * Implicit TLS in listen mode (case 26 of `../shared/spec/test-plan.md`):
+ * Implicit TLS in listen mode (case 26 of `doc/test-plan.md`):
  * a full session over TLS, clients that never start a handshake, plaintext
  * sent to the TLS port, and SIGHUP swapping the certificate.
  */
@@ -16,7 +16,7 @@ import {
   Scratch,
   servedFingerprint,
 } from "../support/listen_fixtures.ts";
-import { fdCount } from "../support/listen_proc.ts";
+import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until } from "../support/listen_time.ts";

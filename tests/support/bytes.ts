@@ -52,7 +52,7 @@ export function bytes(...parts: Part[]): Uint8Array {
   return out;
 }
 
-/** The check payload of `../shared/spec/poppassd.md` §4: `user 0 old 0 0 0`. */
+/** The check payload of `doc/protocol.md` §4: `user 0 old 0 0 0`. */
 export function checkPayload(user: Part, old: Part): Uint8Array {
   return bytes(user, 0, old, 0, 0, 0);
 }

@@ -1,7 +1,7 @@
 /**
  * The ledger checker: a pure function over client transcripts, fakeauth's
  * ledger and account snapshots that asserts promises 1-3 of
- * `../shared/spec/test-plan.md`:
+ * `doc/test-plan.md`:
  *
  * 1. setpassword ran only after the checkpassword chain said yes for the
  *    same user and old password, in the same session, after the last `user`;

@@ -1,10 +1,10 @@
 /**
  * The ways to start a back end, for tests that run every case through
- * each: the `/bin/sh` shim; `lib/fd3exec.c` built by
- * `packaging/build-fd3exec.sh` into a temporary folder for the one test
- * (removed on dispose), with the C library and, on Linux x86_64 and
- * aarch64, without; and a running `lib/fd3spawn.c` (listen mode's
- * `--fd3-spawner`). A build that cannot be made here is ignored, and the
+ * each: the `/bin/sh` shim; `lib/stores/programs/fd3exec.c` built by
+ * `packaging/build-fd3exec.sh`, with the C library and, on Linux x86_64
+ * and aarch64, without; and a running `lib/stores/programs/fd3spawn.c`
+ * (listen mode's `--fd3-spawner`). Each is built once and cached by source
+ * hash (`buildStarter`). A build that cannot be made here is ignored, and the
  * test's name says why.
  *
  * @module
@@ -23,7 +23,7 @@ const script = (name: string) =>
 export type LauncherKind = "sh" | "libc" | "nolibc" | "spawner";
 
 /** All of them, in the order tests run them. */
-export const LAUNCHERS: readonly LauncherKind[] = [
+const LAUNCHERS: readonly LauncherKind[] = [
   "sh",
   "libc",
   "nolibc",
@@ -80,17 +80,66 @@ function launcherTest(kind: LauncherKind): {
   };
 }
 
-/** Build fd3exec of `kind` (or fd3spawn) into a new temporary folder; throws with the script's output. */
-export async function buildStarter(
+const repoFile = (path: string) =>
+  decodeURIComponent(new URL(`../../${path}`, import.meta.url).pathname);
+
+/** What a build depends on: a change to any of these makes a new build. */
+const BUILD_INPUTS = [
+  "packaging/build-fd3exec.sh",
+  "packaging/build-fd3spawn.sh",
+  "lib/stores/programs/fd3exec.c",
+  "lib/stores/programs/fd3spawn.c",
+];
+
+/** One build per kind and process, shared by every test that needs it. */
+const builds = new Map<string, Promise<string>>();
+
+/**
+ * fd3exec of `kind` (or fd3spawn), built once: into a cache folder in the
+ * temporary directory keyed by the SHA-256 of the build scripts and the C
+ * sources, so a test run builds each kind once and later runs reuse it
+ * until the sources change (older builds of the same kind are removed
+ * then). Throws with the build script's output.
+ */
+export function buildStarter(
   kind: "libc" | "nolibc" | "spawner",
-): Promise<{ dir: string; path: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "fd3exec-" });
+): Promise<{ path: string }> {
+  let build = builds.get(kind);
+  if (!build) {
+    build = cachedBuild(kind);
+    builds.set(kind, build);
+    build.catch(() => builds.delete(kind));
+  }
+  return build.then((path) => ({ path }));
+}
+
+async function cachedBuild(kind: "libc" | "nolibc" | "spawner") {
   const spawner = kind === "spawner";
-  const path = `${dir}/${spawner ? "fd3spawn" : "fd3exec"}`;
+  const name = spawner ? "fd3spawn" : "fd3exec";
+  const sources = BUILD_INPUTS.map((f) => Deno.readFileSync(repoFile(f)));
+  const digest = new Uint8Array(
+    await crypto.subtle.digest(
+      "SHA-256",
+      await new Blob([kind, ...sources]).arrayBuffer(),
+    ),
+  );
+  const key = Array.from(
+    digest.subarray(0, 8),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const root = `${Deno.env.get("TMPDIR") ?? "/tmp"}/qmail-poppass-test-builds`;
+  const path = `${root}/${kind}-${key}/${name}`;
+  try {
+    if (Deno.statSync(path).isFile) return path;
+  } catch {
+    // not built yet
+  }
+  Deno.mkdirSync(root, { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: root, prefix: `.${kind}-` });
   const out = await new Deno.Command("sh", {
     args: spawner
-      ? [script("build-fd3spawn.sh"), path]
-      : [script("build-fd3exec.sh"), path, kind],
+      ? [script("build-fd3spawn.sh"), `${dir}/${name}`]
+      : [script("build-fd3exec.sh"), `${dir}/${name}`, kind],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -101,7 +150,19 @@ export async function buildStarter(
       `building ${kind}: ${new TextDecoder().decode(out.stderr)}`,
     );
   }
-  return { dir, path };
+  for (const entry of Deno.readDirSync(root)) {
+    if (entry.name.startsWith(`${kind}-`)) {
+      Deno.removeSync(`${root}/${entry.name}`, { recursive: true });
+    }
+  }
+  try {
+    // Atomic: a test process building the same kind at the same time
+    // either wins or finds the other's build in place.
+    Deno.renameSync(dir, `${root}/${kind}-${key}`);
+  } catch {
+    await Deno.remove(dir, { recursive: true });
+  }
+  return path;
 }
 
 /**
@@ -143,8 +204,7 @@ async function launcher(kind: LauncherKind): Promise<Launcher> {
       [Symbol.asyncDispose]: async () => {},
     };
   }
-  const { dir, path } = await buildStarter(kind);
-  const remove = () => Deno.remove(dir, { recursive: true });
+  const { path } = await buildStarter(kind);
   if (kind === "spawner") {
     const spawner = startSpawner(path, (m) => {
       throw new Error(`unexpected spawner log line: ${m}`);
@@ -154,7 +214,7 @@ async function launcher(kind: LauncherKind): Promise<Launcher> {
       flags: ["--fd3-spawner", path],
       startup: `; fd-3 spawner ${path}`,
       name: "fd3spawn",
-      [Symbol.asyncDispose]: () => spawner.close().finally(remove),
+      [Symbol.asyncDispose]: () => spawner.close(),
     };
   }
   return {
@@ -162,7 +222,7 @@ async function launcher(kind: LauncherKind): Promise<Launcher> {
     flags: ["--fd3-helper", path],
     startup: `; fd-3 helper ${path}`,
     name: "fd3exec",
-    [Symbol.asyncDispose]: remove,
+    [Symbol.asyncDispose]: async () => {},
   };
 }
 

@@ -26,7 +26,7 @@ export interface LedgerEntry {
 }
 
 /** Parse ledger text; throws on a malformed line (a torn write would be a bug). */
-export function parseLedger(text: string): LedgerEntry[] {
+function parseLedger(text: string): LedgerEntry[] {
   return text.split("\n").filter((line) => line !== "").map(parseLine);
 }
 

@@ -54,7 +54,7 @@ function command(spec: ServerSpec): Deno.Command {
 }
 
 /** Parse `listening on 127.0.0.1:4711 (plain), [::1]:4712 (tls); …`. */
-export function parseListening(line: string): Bound[] {
+function parseListening(line: string): Bound[] {
   const list = /listening on (.*?); max-sessions/.exec(line)?.[1];
   if (!list) throw new Error(`not a startup line: ${line}`);
   return list.split(", ").map((item) => {

@@ -1,6 +1,6 @@
 /**
  * What well-formed octets look like: fd-3 payloads by shape, user names
- * and passwords by the validity rules of `../shared/spec/poppassd.md` §3.
+ * and passwords by the validity rules of `doc/protocol.md` §3.
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
- * Looking at processes through `/proc`: who is alive, in which process
- * group, whose children; and this process's resident memory.
+ * Looking at processes through `/proc`, the one reader every test uses:
+ * who is alive, in which process group, whose children, how many open
+ * descriptors, how much resident memory.
  *
  * @module
  */
@@ -84,10 +85,29 @@ export function descendants(pid: number): ProcInfo[] {
   return found;
 }
 
-/** This process's resident set size in KiB (VmRSS). */
-export function rssKiB(): number {
-  const status = Deno.readTextFileSync("/proc/self/status");
-  return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+/** Processes whose parent is `pid` (zombies included: they are leaks too). */
+export function childrenOf(pid: number): ProcInfo[] {
+  return listProcesses().filter((p) => p.ppid === pid);
+}
+
+/** Processes still in any of these process groups. */
+export function inGroups(groups: ReadonlySet<number>): ProcInfo[] {
+  return listProcesses().filter((p) => groups.has(p.pgid));
+}
+
+/** Number of open descriptors of `pid`. */
+export function fdCount(pid: number): number {
+  let n = 0;
+  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) n++;
+  return n;
+}
+
+/** Resident set size of `pid` (this process by default) in KiB (VmRSS). */
+export function rssKiB(pid: number | "self" = "self"): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]);
 }
 
 /** Poll `ready` every `stepMs` until it holds or `ms` pass; returns whether it held. */

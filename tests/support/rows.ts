@@ -1,5 +1,5 @@
 /**
- * The reply table of `../shared/spec/poppassd.md` §3 as test rows, shared
+ * The reply table of `doc/protocol.md` §3 as test rows, shared
  * by the stdio and tcpserver suites: client lines, the exact replies after
  * the greeting, and the back-end runs (mode:exit) they must cause.
  *
@@ -11,23 +11,9 @@ import type { Account } from "./accounts.ts";
 import type { Part } from "./bytes.ts";
 import type { LedgerEntry } from "./ledger.ts";
 
-/** Every reply's exact octets (pinned here, independent of lib/replies.ts). */
-export const R = {
-  userOk: "200 Your password please.\r\n",
-  passOk: "200 Your new password please.\r\n",
-  changed: "200 Password changed, thank-you.\r\n",
-  bye: "200 Bye.\r\n",
-  usernameRequired: "500 Username required.\r\n",
-  passwordRequired: "500 Password required.\r\n",
-  authFailed: "500 Old password is incorrect or user not found.\r\n",
-  authTemporary: "500 Temporary failure, please try again later.\r\n",
-  newPasswordRequired: "500 New Password required.\r\n",
-  changeFailed: "500 Password change failed.\r\n",
-  quitRequired: "500 Quit required.\r\n",
-  lineTooLong: "500 Line too long.\r\n",
-  timeout: "500 Timeout.\r\n",
-  misconfigured: "500 Server configuration error, see the server log.\r\n",
-} as const;
+/** The pinned reply table (one for every suite), re-exported for the rows' users. */
+export { R } from "./pinned_replies.ts";
+import { R } from "./pinned_replies.ts";
 
 /** Unique password markers: none of them may ever show up in a log. */
 export const OLD = "Old-mk1 pw";

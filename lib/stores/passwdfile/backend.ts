@@ -21,6 +21,7 @@ import {
   verifyPassword,
   type WriteScheme,
 } from "../../hash/schemes.ts";
+import { errorMessage } from "../../common/errors.ts";
 
 /** Settings of {@link createPasswdFileBackend}. */
 export interface PasswdFileOptions {
@@ -124,8 +125,7 @@ export async function createPasswdFileBackend(
   };
 }
 
-const message = (error: unknown): string =>
-  error instanceof Error ? error.message : String(error);
+const message = errorMessage;
 const temporary = (reason: string): Outcome => ({ kind: "temporary", reason });
 const keep = (outcome: Outcome) => ({ kind: "keep", outcome }) as const;
 

@@ -14,6 +14,7 @@
 
 import { latin1Decode, latin1Encode } from "../../hash/octets.ts";
 import type { Outcome } from "../backend.ts";
+import { errorMessage } from "../../common/errors.ts";
 
 /** One user's line, as found in the file. */
 export interface PasswdEntry {
@@ -186,8 +187,7 @@ export async function updatePasswdFile(
   }
 }
 
-const message = (error: unknown): string =>
-  error instanceof Error ? error.message : String(error);
+const message = errorMessage;
 
 /** Open (creating) the lock file and poll for the flock within a deadline. */
 async function acquireLock(

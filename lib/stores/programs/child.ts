@@ -1,13 +1,14 @@
 /**
  * Runs one checkpassword or setpassword program with a payload on fd 3.
- * This is the only module that uses `Deno.Command`.
+ * It and `spawner.ts` (which starts the long-lived fd3spawn) are the only
+ * modules that use `Deno.Command`.
  *
  * `Deno.Command` cannot hand a child a fourth descriptor, so a tiny
  * `/bin/sh` shim moves the stdin pipe onto fd 3 and puts `/dev/null` on
- * fd 0 before it execs the program. `lib/fd3exec.c`, when the operator
+ * fd 0 before it execs the program. `fd3exec.c`, when the operator
  * builds it and names it (`--fd3-helper`), does the same and the setsid in
  * one exec instead of three. With `--fd3-spawner`, a long-lived
- * `lib/fd3spawn.c` does all of it instead (`lib/spawner.ts`). The child
+ * `fd3spawn.c` does all of it instead (`spawner.ts`). The child
  * runs in its own process group, which is killed on timeout and again
  * after a normal exit so no grandchild survives. Its stdout and stderr are captured for the log and
  * can never reach the client.
@@ -25,6 +26,8 @@ import {
   CHILD_READ_SMALL,
 } from "../../common/limits.ts";
 import { sanitize } from "../../common/log.ts";
+import { errorMessage } from "../../common/errors.ts";
+import { executableState } from "../../common/executable.ts";
 
 /** How a child run ended. */
 export type ChildResult =
@@ -51,9 +54,9 @@ export interface ChildOptions {
   readonly onOutput?: (stream: "stdout" | "stderr", line: string) => void;
   /** Octet strings (passwords) blanked out of captured output before logging. */
   readonly redact?: readonly Uint8Array[];
-  /** The compiled shim (`lib/fd3exec.c`); without it, `/bin/sh` and `setsid`. */
+  /** The compiled shim (`fd3exec.c`); without it, `/bin/sh` and `setsid`. */
   readonly helper?: string;
-  /** A running `lib/fd3spawn.c` (`lib/spawner.ts`); it replaces `helper`. */
+  /** A running `fd3spawn.c` (`spawner.ts`); it replaces `helper`. */
   readonly spawner?: ChildSpawner;
 }
 
@@ -100,12 +103,7 @@ function spawnShim(options: ChildOptions): Deno.ChildProcess {
 }
 
 function isExecutable(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && ((info.mode ?? 0o755) & 0o111) !== 0;
-  } catch {
-    return false;
-  }
+  return executableState(path) === "ok";
 }
 
 /** Run a program with `payload` on fd 3; never throws. */
@@ -326,6 +324,4 @@ function blankOut(buffer: Uint8Array, secret: Uint8Array): void {
   }
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+const errorText = errorMessage;

@@ -1,6 +1,6 @@
 /**
  * The fd-3 payloads, byte for byte as the C original writes them
- * (`../shared/spec/poppassd.md` §4).
+ * (`doc/protocol.md` §4).
  *
  * @module
  */

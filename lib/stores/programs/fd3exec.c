@@ -1,5 +1,5 @@
 /*
- * fd3exec: the optional compiled form of the fd-3 shim in lib/child.ts.
+ * fd3exec: the optional compiled form of the fd-3 shim in child.ts.
  *
  *   fd3exec PROGRAM [ARG ...]
  *
@@ -18,7 +18,7 @@
  *
  * Two builds of the same logic (packaging/build-fd3exec.sh makes both):
  *
- *   libc    cc -O2 -o fd3exec lib/fd3exec.c          (any POSIX system)
+ *   libc    cc -O2 -o fd3exec fd3exec.c          (any POSIX system)
  *   nolibc  -DFD3EXEC_NOLIBC, a static PIE without a C library
  *           (Linux on x86_64 and aarch64)
  *

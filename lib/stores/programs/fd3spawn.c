@@ -14,7 +14,7 @@
  *
  * Why: a Deno server starts a program by posix_spawn from a big process on
  * its only event-loop thread, with three pipes, and fd 3 needs one more
- * exec (lib/fd3exec.c or /bin/sh). Here a small process vforks and execs
+ * exec (fd3exec.c or /bin/sh). Here a small process vforks and execs
  * once, like a C poppassd does, and the server only writes and reads one
  * pipe each.
  *
@@ -39,7 +39,7 @@
  * cannot be written) it kills every group it started and exits 0; on a
  * malformed request it does the same and exits 111.
  *
- * Build: cc -O2 -o fd3spawn lib/fd3spawn.c (packaging/build-fd3exec.sh).
+ * Build: cc -O2 -o fd3spawn fd3spawn.c (packaging/build-fd3spawn.sh).
  */
 
 #define _GNU_SOURCE

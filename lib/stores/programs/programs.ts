@@ -1,7 +1,7 @@
 /**
  * The external back end: the checkpassword chain verifies, the
  * `PASSWORD_COMMAND` program (setpassword) changes, each fed its payload on
- * fd 3 through `lib/child.ts`.
+ * fd 3 through `child.ts`.
  *
  * @module
  */

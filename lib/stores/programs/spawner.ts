@@ -1,9 +1,9 @@
 /**
- * The client of `lib/fd3spawn.c` (`--fd3-spawner`): one long-lived helper
+ * The client of `fd3spawn.c` (`--fd3-spawner`): one long-lived helper
  * process that forks and execs every checkpassword and setpassword run, so
  * the server's event-loop thread only writes a request and reads a reply
  * instead of spawning a process with three pipes itself. The frames are
- * described at the top of `lib/fd3spawn.c`.
+ * described at the top of `fd3spawn.c`.
  *
  * @module
  */

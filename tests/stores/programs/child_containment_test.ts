@@ -14,46 +14,26 @@ import { alive, groupMembers, waitUntil } from "../../support/procs.ts";
 import { forEachLauncher, type Launcher } from "../../support/fd3exec.ts";
 import { FAKEAUTH, Sandbox } from "../../support/sandbox.ts";
 
+const PROBE = new URL("../../support/fixtures/flood_probe.ts", import.meta.url)
+  .pathname;
+
 /**
- * Run one flooding check in a fresh Deno process (so the test runner's own
- * heap does not blur the numbers) while sampling its VmRSS every 20 ms.
+ * Run one flooding check in a fresh Deno process (the checked fixture
+ * `tests/support/fixtures/flood_probe.ts`) while it samples its VmRSS.
  */
 async function flood(launch: Launcher) {
   await using box = await Sandbox.create([["flood-user", "pw"]]);
-  const programs =
-    new URL("../../../lib/stores/programs/programs.ts", import.meta.url).href;
-  const spawner =
-    new URL("../../../lib/stores/programs/spawner.ts", import.meta.url).href;
-  // The launcher's own spawner belongs to this process: the probe starts one.
-  const starter = launch.name === "fd3spawn"
-    ? `{ spawner: startSpawner(${JSON.stringify(launch.flags[1])}, () => {}) }`
-    : JSON.stringify(launch.options);
-  const probe = `
-    import { programBackend } from ${JSON.stringify(programs)};
-    import { startSpawner } from ${JSON.stringify(spawner)};
-    const starter = ${starter};
-    const rss = () => Number(/^VmRSS:\\s+(\\d+)/m.exec(
-      Deno.readTextFileSync("/proc/self/status"))[1]);
-    const log = [];
-    const base = rss();
-    let peak = base;
-    const sampler = setInterval(() => { peak = Math.max(peak, rss()); }, 20);
-    const started = performance.now();
-    const outcome = await programBackend({
-      checkArgv: [${JSON.stringify(FAKEAUTH)}, "check"],
-      setArgv: [${JSON.stringify(FAKEAUTH)}, "set"],
-      childTimeoutMs: 30000,
-      ...starter,
-    }).check(new TextEncoder().encode("flood-user"),
-      new TextEncoder().encode("pw"),
-      { remoteIp: "127.0.0.1", env: ${JSON.stringify(box.env())},
-        log: (m) => log.push(m) });
-    clearInterval(sampler);
-    await starter.spawner?.close();
-    console.log(JSON.stringify({ outcome, log, ms: performance.now() - started,
-      grownMiB: (peak - base) / 1024 }));`;
+  const args = {
+    fakeauth: FAKEAUTH,
+    env: box.env(),
+    ...(launch.options.helper === undefined
+      ? {}
+      : { helper: launch.options.helper }),
+    // The launcher's own spawner belongs to this process: the probe starts one.
+    ...(launch.name === "fd3spawn" ? { spawner: launch.flags[1] } : {}),
+  };
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", probe],
+    args: ["run", "--allow-all", PROBE, JSON.stringify(args)],
     stdout: "piped",
     stderr: "inherit",
   }).output();

@@ -1,5 +1,5 @@
 /**
- * `lib/fd3spawn.c` and its client `lib/spawner.ts` (`--fd3-spawner`):
+ * `lib/stores/programs/fd3spawn.c` and its client `lib/stores/programs/spawner.ts` (`--fd3-spawner`):
  * what only the long-lived starter can get wrong. Everything a child
  * sees and every way a child ends is tested through it as well, by the
  * child tests' `[fd3spawn]` rows.
@@ -21,7 +21,7 @@ import {
 import { readLedger } from "../../support/ledger.ts";
 import { Client } from "../../support/listen_client.ts";
 import { fakeauth, Scratch } from "../../support/listen_fixtures.ts";
-import { allProcesses, inGroups } from "../../support/listen_proc.ts";
+import { inGroups, listProcesses } from "../../support/procs.ts";
 import { greeting, R } from "../../support/pinned_replies.ts";
 import { Server } from "../../support/listen_server.ts";
 import { until, within } from "../../support/listen_time.ts";
@@ -44,7 +44,13 @@ forEachLauncher(
   async (launch) => {
     const lines: string[] = [];
     const result = await runChild({
-      argv: ["/bin/sh", "-c", 'echo "$HOME|$QP_EXTRA|${PATH:+path set}"'],
+      // The program reads fd 3 first: one that exits before fd3spawn has
+      // written the payload makes `delivered` false (a race, not a bug).
+      argv: [
+        "/bin/sh",
+        "-c",
+        'cat <&3 >/dev/null; echo "$HOME|$QP_EXTRA|${PATH:+path set}"',
+      ],
       payload: bytes("u", 0, "p", 0),
       timeoutMs: TIMEOUT,
       env: { HOME: "/nonexistent/qp", QP_EXTRA: "a b=c" },
@@ -144,7 +150,7 @@ forEachLauncher(
       });
       assert.deepEqual(logged, ["fd3spawn ended (SIGKILL) during 1 runs"]);
       const next = await runChild({
-        argv: ["/bin/sh", "-c", "exit 3"],
+        argv: ["/bin/sh", "-c", "cat <&3 >/dev/null; exit 3"],
         payload: bytes("u", 0, "p", 0),
         timeoutMs: TIMEOUT,
         spawner,
@@ -184,7 +190,7 @@ forEachLauncher(
       "fd3spawn running",
     );
     await until(
-      () => allProcesses().some((p) => p.ppid === helper) || undefined,
+      () => listProcesses().some((p) => p.ppid === helper) || undefined,
       3_000,
       "setpassword running",
     );
@@ -200,7 +206,7 @@ forEachLauncher(
     const groups = new Set(runs.map((run) => run.pid));
     assert.deepEqual(inGroups(groups), [], "a back-end process survived");
     assert.equal(
-      allProcesses().some((p) => p.pid === helper),
+      listProcesses().some((p) => p.pid === helper),
       false,
       "fd3spawn survived",
     );
