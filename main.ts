@@ -148,13 +148,14 @@ async function readTlsFiles(
 function backendText(config: Config): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
+  if (backend.kind === "ldap") return `ldap ${backend.urls.join(" ")}`;
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
     : `fd-3 helper ${backend.helper}`;
 }
 
-/** The external programs, or the built-in passwd-file back end. */
+/** The external programs, or a built-in store (passwd-file, LDAP). */
 async function createBackend(
   config: Config,
   log: (message: string) => void,
@@ -169,6 +170,14 @@ async function createBackend(
       ...(backend.helper === undefined ? {} : { helper: backend.helper }),
       ...(spawner === undefined ? {} : { spawner }),
     });
+  }
+  if (backend.kind === "ldap") {
+    // Loaded on first use, like the passwd-file store: its npm client is
+    // parsed only by servers configured for LDAP.
+    const { createLdapBackend } = await import(
+      "./lib/stores/ldap/backend.ts"
+    );
+    return await createLdapBackend({ config: backend });
   }
   try {
     await Deno.stat(backend.path);

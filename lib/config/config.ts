@@ -17,6 +17,11 @@ import {
   UsageError,
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
+import {
+  LDAP_OPTIONS,
+  type LdapConfig,
+  parseLdapConfig,
+} from "../stores/ldap/config.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -42,7 +47,8 @@ export type BackendConfig =
     readonly path: string;
     readonly scheme: PasswdScheme;
     readonly minPasswordLength: number;
-  };
+  }
+  | LdapConfig;
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -158,6 +164,24 @@ function parseBackend(
   // Used in listen mode only, like --max-sessions: one process per
   // connection would gain nothing from a long-lived starter.
   const spawnerWord = mode === "listen" ? get("fd3-spawner") : undefined;
+  const ldapUrl = get("ldap-url");
+  if (ldapUrl !== undefined) {
+    const other = passwdFile !== undefined
+      ? "--passwd-file"
+      : helperWord ?? spawnerWord
+      ? "--fd3-helper/--fd3-spawner"
+      : chain.length > 0
+      ? "a checkpassword chain"
+      : undefined;
+    if (other) {
+      throw new UsageError(
+        `--ldap-url and ${other} are two stores: choose one (with --ldap-url, give only the hostname)`,
+      );
+    }
+    return parseLdapConfig(ldapUrl, get, env, warnings);
+  }
+  const stray = LDAP_OPTIONS.find((name) => get(name) !== undefined);
+  if (stray) throw new UsageError(`--${stray} needs --ldap-url`);
   if (passwdFile !== undefined) {
     for (
       const [name, word] of [["helper", helperWord], ["spawner", spawnerWord]]
