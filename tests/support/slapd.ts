@@ -15,6 +15,17 @@
 
 import { freePort } from "./client.ts";
 import { sleep, withTimeout } from "./talk.ts";
+import { hasTool } from "./tools.ts";
+
+/** slapd, the ldap-utils and openssl are installed (tests/setup.sh). */
+export const HAVE_SLAPD = (() => {
+  try {
+    return Deno.statSync("/usr/sbin/slapd").isFile &&
+      ["ldapadd", "ldapwhoami", "ldapsearch", "openssl"].every(hasTool);
+  } catch {
+    return false;
+  }
+})();
 
 /** The suffix of the test directory. */
 export const SUFFIX = "dc=example,dc=org";
@@ -41,6 +52,8 @@ export interface SlapdOptions {
   readonly tls?: SlapdTls;
   /** Load the ppolicy overlay with pwdMinLength 8 (quality checked). */
   readonly ppolicy?: boolean;
+  /** An ACL that lets users bind and read their password but not write it. */
+  readonly readOnlyPasswords?: boolean;
 }
 
 /** One user to add. */
@@ -116,7 +129,7 @@ export class Slapd implements AsyncDisposable {
   }
 
   #conf(): string {
-    const { tls, ppolicy } = this.options;
+    const { tls, ppolicy, readOnlyPasswords } = this.options;
     const schema = ["core", "cosine", "inetorgperson", "nis"].map((s) =>
       `include /etc/ldap/schema/${s}.schema`
     );
@@ -149,7 +162,7 @@ export class Slapd implements AsyncDisposable {
       // The README's recipe: users write their own password; anyone may
       // bind with it; nobody reads it.
       "access to attrs=userPassword",
-      "  by self write",
+      readOnlyPasswords ? "  by self read" : "  by self write",
       "  by anonymous auth",
       "  by * none",
       "access to * by * read",
@@ -342,6 +355,8 @@ export interface TestCa {
   readonly key: string;
   /** A second CA that did not sign the server certificate. */
   readonly otherCa: string;
+  /** A certificate from the right CA for another name (DNS:other.example). */
+  readonly wrongNameCert: string;
 }
 
 /** Make a CA and a server certificate for 127.0.0.1 with openssl in `dir`. */
@@ -392,26 +407,31 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
     "-out",
     csr,
   );
-  await Deno.writeTextFile(
-    ext,
-    "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl(
-    "x509",
-    "-req",
-    "-in",
-    csr,
-    "-CA",
-    ca,
-    "-CAkey",
-    caKey,
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    ext,
-    "-out",
-    cert,
-  );
-  return { ca, cert, key, otherCa };
+  const sign = async (san: string, out: string) => {
+    await Deno.writeTextFile(
+      ext,
+      `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`,
+    );
+    await openssl(
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      ca,
+      "-CAkey",
+      caKey,
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-extfile",
+      ext,
+      "-out",
+      out,
+    );
+  };
+  const wrongNameCert = `${dir}/wrong-name.pem`;
+  await sign("IP:127.0.0.1", cert);
+  await sign("DNS:other.example", wrongNameCert);
+  return { ca, cert, key, otherCa, wrongNameCert };
 }

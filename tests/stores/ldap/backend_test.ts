@@ -11,6 +11,7 @@ import { createLdapBackend } from "../../../lib/stores/ldap/backend.ts";
 import type { LdapConfig } from "../../../lib/stores/ldap/config.ts";
 import {
   ADMIN_DN,
+  HAVE_SLAPD,
   type LdapUser,
   makeTestCa,
   PEOPLE,
@@ -48,7 +49,11 @@ function kind(outcome: Outcome): string {
   return outcome.kind;
 }
 
-const sanitizer = { sanitizeOps: true, sanitizeResources: true };
+const sanitizer = {
+  sanitizeOps: true,
+  sanitizeResources: true,
+  ignore: !HAVE_SLAPD,
+};
 
 Deno.test(
   "LDAP store against slapd: template and search forms",
@@ -367,6 +372,22 @@ Deno.test(
       );
       const dn = userDn({ uid: "erin" });
       assert.equal(await slapd.whoami(dn, "erin-new-Q7"), `dn:${dn}`);
+      // The right CA, but a certificate for another name.
+      await using misnamed = await Slapd.start({
+        tls: { cert: ca.wrongNameCert, key: ca.key },
+      });
+      const wrongName = await createLdapBackend({
+        config: templateConfig([misnamed.url], {
+          startTls: true,
+          caFile: ca.ca,
+        }),
+      });
+      const refused = await check(wrongName, "erin", "erin-old-1");
+      assert.equal(refused.kind, "temporary");
+      assert.match(
+        (refused as { reason: string }).reason,
+        /IP: 127\.0\.0\.1 is not in the cert's list|altnames/,
+      );
       for (const caFile of [ca.otherCa, undefined]) {
         const untrusted = await createLdapBackend({
           config: templateConfig([slapd.url], {
@@ -384,5 +405,27 @@ Deno.test(
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+);
+
+Deno.test(
+  "LDAP store: an ACL that refuses the write is a failed change, logged",
+  sanitizer,
+  async () => {
+    await using slapd = await Slapd.start({ readOnlyPasswords: true });
+    await slapd.addUsers([{ uid: "fred", password: "fred-old-1" }]);
+    const backend = await createLdapBackend({
+      config: templateConfig([slapd.url]),
+    });
+    assert.equal(kind(await check(backend, "fred", "fred-old-1")), "ok");
+    assert.deepEqual(
+      await change(backend, "fred", "fred-old-1", "fred-new-Q7"),
+      {
+        kind: "rejected",
+        reason: "the server refused the new password: InsufficientAccess (50)",
+      },
+    );
+    const dn = userDn({ uid: "fred" });
+    assert.equal(await slapd.whoami(dn, "fred-old-1"), `dn:${dn}`);
   },
 );
