@@ -13,8 +13,8 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { ConnectionOptions } from "node:tls";
-import { isIP } from "node:net";
+import * as tls from "node:tls";
+import * as net from "node:net";
 import { Client } from "ldapts";
 import type { Backend, Outcome } from "../backend.ts";
 import type { LdapConfig } from "./config.ts";
@@ -99,37 +99,35 @@ export async function createLdapBackend(
   }
 
   /** TLS settings for one server: verify the certificate against `host`. */
-  function tlsFor(url: URL): ConnectionOptions {
+  function tlsFor(url: URL): tls.ConnectionOptions {
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     return {
       host,
-      ...(isIP(host) ? {} : { servername: host }),
+      ...(net.isIP(host) ? {} : { servername: host }),
       ...(ca === undefined ? {} : { ca: [ca] }),
       rejectUnauthorized: true,
     };
   }
 
   /** Open a connection to the first server that answers. */
-  async function connect(
-    track: (client: Client) => void,
-  ): Promise<Client> {
+  async function connect(track: (conn: Connection) => void): Promise<Client> {
     const failures: string[] = [];
     for (const text of config.urls) {
       const url = new URL(text);
-      const tls = tlsFor(url);
-      const client = new Client({
+      const tlsOptions = tlsFor(url);
+      const conn = connection({
         url: text,
         connectTimeout,
         timeout,
-        ...(url.protocol === "ldaps:" ? { tlsOptions: tls } : {}),
+        ...(url.protocol === "ldaps:" ? { tlsOptions } : {}),
       });
-      track(client);
+      track(conn);
       try {
-        if (config.startTls) await client.startTLS(tls);
-        else await reach(client);
-        return client;
+        if (config.startTls) await conn.startTls(tlsOptions, timeout);
+        else await reach(conn.client);
+        return conn.client;
       } catch (error) {
-        await close(client);
+        await conn.close();
         failures.push(`${text}: ${describe(error)}`);
       }
     }
@@ -217,11 +215,11 @@ export async function createLdapBackend(
     if (password === undefined) {
       return rejected("the password is not UTF-8, which LDAP requires");
     }
-    const clients: Client[] = [];
+    const conns: Connection[] = [];
     let over = false;
-    const track = (client: Client) => {
+    const track = (conn: Connection) => {
       if (over) throw new Decided({ kind: "temporary", reason: "deadline" });
-      clients.push(client);
+      conns.push(conn);
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<Outcome>((resolve) => {
@@ -247,7 +245,7 @@ export async function createLdapBackend(
     } finally {
       clearTimeout(timer);
       over = true;
-      await Promise.all(clients.map(close));
+      await Promise.all(conns.map((conn) => conn.close()));
       // After a deadline, `work` settles once its socket is gone.
       await work;
     }
@@ -391,12 +389,80 @@ async function reach(client: Client): Promise<void> {
   }
 }
 
-async function close(client: Client): Promise<void> {
-  try {
-    await client.unbind();
-  } catch {
-    // The connection is gone either way.
-  }
+/** An ldapts client and every socket it made, so all can be ended. */
+interface Connection {
+  readonly client: Client;
+  /**
+   * StartTLS within `ms`: ldapts bounds the request but not the TLS
+   * handshake after it, and a socket closed under a handshake does not
+   * always settle its promise; this one also ends when `close()` is called.
+   */
+  startTls(options: tls.ConnectionOptions, ms: number): Promise<void>;
+  /** Unbind, then destroy any socket left (one in a TLS handshake too). */
+  close(): Promise<void>;
+}
+
+function connection(
+  options: ConstructorParameters<typeof Client>[0],
+): Connection {
+  const sockets: net.Socket[] = [];
+  const handshaking = new Set<net.Socket>();
+  const remember = (socket: net.Socket, secure: boolean): net.Socket => {
+    sockets.push(socket);
+    if (secure) {
+      handshaking.add(socket);
+      socket.once("secureConnect", () => handshaking.delete(socket));
+    }
+    return socket;
+  };
+  type Connect = (...args: unknown[]) => net.Socket;
+  const client = new Client({
+    ...options,
+    createConnection: ((...args: unknown[]) =>
+      remember((net.connect as Connect)(...args), false)) as typeof net.connect,
+    createSecureConnection: ((...args: unknown[]) =>
+      remember((tls.connect as Connect)(...args), true)) as typeof tls.connect,
+  });
+  let abort = (_: Error) => {};
+  const closed = new Promise<never>((_, reject) => (abort = reject));
+  closed.catch(() => {});
+  return {
+    client,
+    async startTls(tlsOptions, ms) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const limit = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`StartTLS: timed out after ${ms} ms`)),
+          ms,
+        );
+      });
+      const started = client.startTLS(tlsOptions);
+      started.catch(() => {});
+      try {
+        await Promise.race([started, limit, closed]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async close() {
+      abort(new Error("LDAP connection closed"));
+      // A TLS socket still in its handshake: an error settles ldapts's
+      // pending startTLS() (destroying the plain socket under it does not).
+      for (const socket of handshaking) {
+        if (socket.destroyed) continue;
+        socket.on("error", () => {});
+        socket.destroy(new Error("LDAP connection closed"));
+      }
+      try {
+        await client.unbind();
+      } catch {
+        // The connection is gone either way.
+      }
+      for (const socket of sockets) {
+        if (!socket.destroyed) socket.destroy();
+      }
+    },
+  };
 }
 
 async function readConfigFile(option: string, path: string): Promise<string> {

@@ -429,3 +429,74 @@ Deno.test(
     assert.equal(await slapd.whoami(dn, "fred-old-1"), `dn:${dn}`);
   },
 );
+
+Deno.test(
+  "LDAP store: a server that stalls the StartTLS handshake: the handshake timeout or the overall deadline",
+  {
+    sanitizeOps: true,
+    sanitizeResources: true,
+  },
+  async () => {
+    // Answers the StartTLS request with success, then never speaks TLS: only
+    // the deadline for the whole check can end this.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const conns: Deno.Conn[] = [];
+    const serving = (async () => {
+      for await (const conn of listener) {
+        conns.push(conn);
+        const request = new Uint8Array(256);
+        const n = await conn.read(request);
+        // LDAPMessage: 30 len 02 01 messageID 77 (ExtendedRequest) …
+        assert.ok(n !== null && request[2] === 0x02 && request[5] === 0x77);
+        const id = request[4]!;
+        await conn.write(
+          new Uint8Array([
+            0x30,
+            0x0c,
+            0x02,
+            0x01,
+            id,
+            0x78,
+            0x07,
+            0x0a,
+            0x01,
+            0x00,
+            0x04,
+            0x00,
+            0x04,
+            0x00,
+          ]),
+        );
+        // Read (and ignore) the ClientHello until the client gives up.
+        while ((await conn.read(request).catch(() => null)) !== null);
+        conn.close();
+      }
+    })();
+    try {
+      const url = `ldap://127.0.0.1:${listener.addr.port}`;
+      const rows = [
+        // The whole check's deadline comes first…
+        [{ deadlineMs: 700 }, "LDAP deadline of 0.7 s passed"],
+        // …or the handshake's own (the operation timeout).
+        [
+          { operationTimeoutMs: 700 },
+          `no LDAP server reached (${url}: StartTLS: timed out after 700 ms)`,
+        ],
+      ] as const;
+      for (const [limits, reason] of rows) {
+        const backend = await createLdapBackend({
+          config: templateConfig([url], { startTls: true }),
+          ...limits,
+        });
+        const started = performance.now();
+        const outcome = await check(backend, "alice", "alice-old-1");
+        const ms = performance.now() - started;
+        assert.deepEqual(outcome, { kind: "temporary", reason });
+        assert.ok(ms >= 650 && ms < 5_000, `${ms} ms`);
+      }
+    } finally {
+      listener.close();
+      await serving.catch(() => {});
+    }
+  },
+);
