@@ -237,7 +237,10 @@ export async function createLdapBackend(
         return await then(client);
       } catch (error) {
         if (error instanceof Decided) return error.outcome;
-        return { kind: "temporary", reason: `LDAP: ${describe(error)}` };
+        return {
+          kind: "temporary",
+          reason: `LDAP: ${describe(error, [old])}`,
+        };
       }
     })();
     try {
