@@ -317,7 +317,7 @@ Deno.test(
           const ms = performance.now() - started;
           assert.equal(outcome.kind, "temporary");
           assert.match((outcome as { reason: string }).reason, /timed out/);
-          assert.ok(ms >= 450 && ms < 5_000, `${ms} ms`);
+          assert.ok(ms >= 450 && ms < 10_000, `${ms} ms`);
         } finally {
           slapd.freeze(false);
         }
@@ -492,7 +492,7 @@ Deno.test(
         const outcome = await check(backend, "alice", "alice-old-1");
         const ms = performance.now() - started;
         assert.deepEqual(outcome, { kind: "temporary", reason });
-        assert.ok(ms >= 650 && ms < 5_000, `${ms} ms`);
+        assert.ok(ms >= 650 && ms < 10_000, `${ms} ms`);
       }
     } finally {
       listener.close();
