@@ -22,6 +22,7 @@ import {
   escapeDnValue,
   escapeFilterValue,
   fillTemplate,
+  isUtf8,
   nameParts,
 } from "./escape.ts";
 import { UsageError } from "../../config/options.ts";
@@ -144,6 +145,7 @@ export async function createLdapBackend(
       return fillTemplate(userDn.template, parts, escapeDnValue) ??
         unknown("an empty name part");
     }
+    if (!isUtf8(user)) unknown("the name is not UTF-8");
     const filter = fillTemplate(userDn.filter, parts, escapeFilterValue) ??
       unknown("an empty name part");
     if (userDn.bindDn !== undefined) {

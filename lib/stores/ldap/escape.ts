@@ -57,16 +57,44 @@ export function escapeDnValue(value: Uint8Array): string {
 }
 
 /**
- * Escape octets as an RFC 4515 assertion value: `*`, `(`, `)`, `\` and
- * every octet outside printable ASCII as hex pairs.
+ * Escape octets as an RFC 4515 assertion value: `*`, `(`, `)`, `\`, NUL and
+ * the other ASCII controls as hex pairs. Valid UTF-8 beyond ASCII stays as
+ * it is (RFC 4515 allows it, and ldapts turns each `\XX` into one
+ * character, which would split a multi-octet one); octets that are not
+ * UTF-8 become hex pairs (the store refuses such names before searching).
  */
 export function escapeFilterValue(value: Uint8Array): string {
+  let text: string;
+  try {
+    text = strictUtf8.decode(value);
+  } catch {
+    return [...value].map((octet) =>
+      octet >= 0x80 ? hexPair(octet) : escapeFilterChar(octet)
+    ).join("");
+  }
   let out = "";
-  for (const octet of value) {
-    const char = String.fromCharCode(octet);
-    out += !printable(octet) || "*()\\".includes(char) ? hexPair(octet) : char;
+  for (const char of text) {
+    const code = char.codePointAt(0)!;
+    out += code >= 0x80 ? char : escapeFilterChar(code);
   }
   return out;
+}
+
+function escapeFilterChar(code: number): string {
+  const char = String.fromCharCode(code);
+  return !printable(code) || "*()\\".includes(char) ? hexPair(code) : char;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Is this name valid UTF-8 (what a filter value must be)? */
+export function isUtf8(value: Uint8Array): boolean {
+  try {
+    strictUtf8.decode(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The `%` sequences a template may hold. */

@@ -69,6 +69,8 @@ Deno.test(
       { uid: "dup2", password: "dup-old-1", mail: "dup@example.org" },
       // DN specials in the RDN value, stored escaped.
       { uid: "o,ou=x", rdn: "o\\,ou\\=x", password: "odd-old-1" },
+      // UTF-8 in the name: hex pairs in both the DN and the filter.
+      { uid: "josé", password: "jose-old-1" },
       ...Array.from({ length: 20 }, (_, i) => ({
         uid: `many${i}`,
         password: `many-old-${i}`,
@@ -246,6 +248,27 @@ Deno.test(
         assert.equal(kind(await check(search, "o,ou=x", "odd-old-1")), "ok");
         assert.equal(
           kind(await check(template, "o,ou=x", "alice-old-1")),
+          "rejected",
+        );
+        assert.equal(kind(await check(template, "josé", "jose-old-1")), "ok");
+        assert.equal(kind(await check(search, "josé", "jose-old-1")), "ok");
+        // Latin-1 "josé": not UTF-8, so no filter value can hold it.
+        assert.deepEqual(
+          await search.check(
+            new Uint8Array([0x6a, 0x6f, 0x73, 0xe9]),
+            enc("jose-old-1"),
+            peer,
+          ),
+          { kind: "rejected", reason: "unknown user (the name is not UTF-8)" },
+        );
+        assert.equal(
+          kind(
+            await template.check(
+              new Uint8Array([0x6a, 0x6f, 0x73, 0xe9]),
+              enc("jose-old-1"),
+              peer,
+            ),
+          ),
           "rejected",
         );
         // The administrator's DN cannot be reached through a user name either.
