@@ -75,22 +75,20 @@ export function parseLdapConfig(
     );
   }
   const caFile = get("ldap-ca");
-  const tls = startTls || urls.every((u) => u.startsWith("ldaps:"));
-  if (
-    caFile !== undefined && !startTls && !urls.some((u) => /^ldaps:/.test(u))
-  ) {
+  const anyLdaps = urls.some((u) => u.startsWith("ldaps:"));
+  if (caFile !== undefined && !startTls && !anyLdaps) {
     throw new UsageError("--ldap-ca needs ldaps:// or --ldap-starttls");
   }
-  if (!tls) {
-    const open = urls.find((u) =>
-      u.startsWith("ldap:") &&
-      !/^ldap:\/\/(127\.[\d.]+|\[::1\]|localhost)(:|\/|$)/.test(u)
+  // Without StartTLS, a plain ldap:// URL off loopback sends the password
+  // (the bind) in clear.
+  const open = startTls ? undefined : urls.find((u) =>
+    u.startsWith("ldap:") &&
+    !/^ldap:\/\/(127\.[\d.]+|\[::1\]|localhost)(:|$)/.test(u)
+  );
+  if (open) {
+    warnings.push(
+      `${open} without --ldap-starttls: passwords cross the network in clear`,
     );
-    if (open) {
-      warnings.push(
-        `${open} without --ldap-starttls: passwords cross the network in clear`,
-      );
-    }
   }
   return {
     kind: "ldap",
