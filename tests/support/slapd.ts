@@ -93,18 +93,26 @@ async function run(
 export class Slapd implements AsyncDisposable {
   readonly dir: string;
   readonly port: number;
+  /** With `tls`: the port of the ldaps:// listener. */
+  readonly tlsPort: number;
   readonly options: SlapdOptions;
   #child: Deno.ChildProcess | undefined;
 
   private constructor(dir: string, port: number, options: SlapdOptions) {
     this.dir = dir;
     this.port = port;
+    this.tlsPort = freePort();
     this.options = options;
   }
 
   /** `ldap://127.0.0.1:PORT`. */
   get url(): string {
     return `ldap://127.0.0.1:${this.port}`;
+  }
+
+  /** `ldaps://127.0.0.1:PORT` (only with `tls`). */
+  get ldapsUrl(): string {
+    return `ldaps://127.0.0.1:${this.tlsPort}`;
   }
 
   /** slapd's pid (while running). */
@@ -205,7 +213,8 @@ ${policy}`;
   }
 
   async #spawn(): Promise<void> {
-    const urls = `ldap://127.0.0.1:${this.port}/`;
+    const urls = `ldap://127.0.0.1:${this.port}/` +
+      (this.options.tls ? ` ldaps://127.0.0.1:${this.tlsPort}/` : "");
     // -d 0 keeps slapd in the foreground (so we hold its pid) and quiet.
     this.#child = new Deno.Command("/usr/sbin/slapd", {
       args: ["-f", `${this.dir}/slapd.conf`, "-h", urls, "-d", "0"],

@@ -376,7 +376,7 @@ Deno.test(
 );
 
 Deno.test(
-  "LDAP store: StartTLS with a test CA; a wrong CA is a temporary failure",
+  "LDAP store: StartTLS and ldaps:// with a test CA; a wrong CA or name is a temporary failure",
   sanitizer,
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "ldap-tls-" });
@@ -395,6 +395,17 @@ Deno.test(
       );
       const dn = userDn({ uid: "erin" });
       assert.equal(await slapd.whoami(dn, "erin-new-Q7"), `dn:${dn}`);
+      // ldaps:// (TLS from the first octet) with the same CA.
+      const ldaps = await createLdapBackend({
+        config: templateConfig([slapd.ldapsUrl], { caFile: ca.ca }),
+      });
+      assert.equal(kind(await check(ldaps, "erin", "erin-new-Q7")), "ok");
+      const ldapsUntrusted = await createLdapBackend({
+        config: templateConfig([slapd.ldapsUrl], { caFile: ca.otherCa }),
+      });
+      const notTrusted = await check(ldapsUntrusted, "erin", "erin-new-Q7");
+      assert.equal(notTrusted.kind, "temporary");
+      assert.match((notTrusted as { reason: string }).reason, /certificate/i);
       // The right CA, but a certificate for another name.
       await using misnamed = await Slapd.start({
         tls: { cert: ca.wrongNameCert, key: ca.key },
