@@ -16,6 +16,7 @@
 import { freePort } from "./client.ts";
 import { sleep, withTimeout } from "./talk.ts";
 import { hasTool } from "./tools.ts";
+import { procInfo, waitUntil } from "./procs.ts";
 
 /** slapd, the ldap-utils and openssl are installed (tests/setup.sh). */
 export const HAVE_SLAPD = (() => {
@@ -329,18 +330,26 @@ ${policy}`;
     await this.#spawn();
   }
 
-  /** Freeze (SIGSTOP) or thaw (SIGCONT) slapd: it accepts but never answers. */
-  freeze(frozen: boolean): void {
+  /**
+   * Freeze (SIGSTOP) or thaw (SIGCONT) slapd, and wait (bounded) until the
+   * kernel reports it stopped or running: frozen, it still accepts
+   * connections (the kernel completes them) but never answers.
+   */
+  async freeze(frozen: boolean): Promise<void> {
+    const pid = this.#child?.pid;
+    if (pid === undefined) return;
     this.#child?.kill(frozen ? "SIGSTOP" : "SIGCONT");
+    const settled = await waitUntil(
+      () => (procInfo(pid)?.state === "T") === frozen,
+      5_000,
+      5,
+    );
+    if (!settled) throw new Error(`slapd did not ${frozen ? "stop" : "go on"}`);
   }
 
   /** Stop slapd (SIGKILL after SIGCONT) and remove its files. */
   async stop(): Promise<void> {
-    try {
-      this.freeze(false);
-    } catch {
-      // Already gone.
-    }
+    await this.freeze(false).catch(() => {});
     await this.kill();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }

@@ -333,7 +333,7 @@ Deno.test(
           connectTimeoutMs: 500,
           operationTimeoutMs: 500,
         });
-        slapd.freeze(true);
+        await slapd.freeze(true);
         try {
           const started = performance.now();
           const outcome = await check(quick, "alice", "alice-old-1");
@@ -342,7 +342,7 @@ Deno.test(
           assert.match((outcome as { reason: string }).reason, /timed out/);
           assert.ok(ms >= 450 && ms < 10_000, `${ms} ms`);
         } finally {
-          slapd.freeze(false);
+          await slapd.freeze(false);
         }
         assert.equal(kind(await check(quick, "alice", "alice-old-1")), "ok");
       },
