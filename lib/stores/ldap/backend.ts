@@ -80,6 +80,13 @@ export async function createLdapBackend(
   options: LdapBackendOptions,
 ): Promise<Backend> {
   const { config } = options;
+  // ldapts's debug log (NODE_DEBUG=ldapts) prints every request it sends,
+  // the Password Modify value with both passwords included.
+  if (/(^|[\s,])(ldapts|\*)($|[\s,])/i.test(Deno.env.get("NODE_DEBUG") ?? "")) {
+    throw new UsageError(
+      "NODE_DEBUG names ldapts: its debug log would print passwords; unset it",
+    );
+  }
   const connectTimeout = options.connectTimeoutMs ?? LDAP_CONNECT_TIMEOUT_MS;
   const timeout = options.operationTimeoutMs ?? LDAP_OPERATION_TIMEOUT_MS;
   const deadlineMs = options.deadlineMs ?? LDAP_DEADLINE_MS;

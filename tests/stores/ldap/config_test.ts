@@ -378,11 +378,21 @@ Deno.test("main.ts: LDAP configuration errors exit 100 with one log line; unread
         "h",
       ], /cannot read --ldap-bind-password-file/],
     ];
+    cases.push([[
+      "--ldap-url",
+      "ldap://127.0.0.1:1",
+      "--ldap-user-dn",
+      DN,
+      "h",
+    ], /NODE_DEBUG names ldapts: its debug log would print passwords/]);
     for (const [args, message] of cases) {
+      const nodeDebug = /NODE_DEBUG/.test(message.source)
+        ? { NODE_DEBUG: "net,ldapts" }
+        : {};
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["run", "--allow-all", MAIN, ...args],
         cwd: ROOT,
-        env: baseEnv(),
+        env: { ...baseEnv(), ...nodeDebug },
         clearEnv: true,
         stdin: "null",
         stdout: "piped",
