@@ -166,6 +166,7 @@ function backendText(config: Config): string {
   if (backend.kind === "pam") {
     return `PAM service ${backend.service}, uid >= ${backend.minUid}`;
   }
+  if (backend.kind === "ldap") return `ldap ${backend.urls.join(" ")}`;
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
@@ -179,7 +180,7 @@ function proxyText(config: Config): string {
     : "";
 }
 
-/** The external programs, or a built-in store (passwd-file, PAM). */
+/** The external programs, or a built-in store (passwd-file, PAM, LDAP). */
 async function createBackend(
   config: Config,
   log: (message: string) => void,
@@ -207,6 +208,14 @@ async function createBackend(
       minUid: backend.minUid,
       timeoutMs: config.limits.childTimeoutMs,
     });
+  }
+  if (backend.kind === "ldap") {
+    // Loaded on first use, like the passwd-file store: its npm client is
+    // parsed only by servers configured for LDAP.
+    const { createLdapBackend } = await import(
+      "./lib/stores/ldap/backend.ts"
+    );
+    return await createLdapBackend({ config: backend });
   }
   try {
     await Deno.stat(backend.path);

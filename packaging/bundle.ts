@@ -25,6 +25,7 @@ export const LAZY_MODULES: readonly { path: string; fn: string }[] = [
     fn: "embeddedPasswdFileModule",
   },
   { path: "./lib/stores/pam/backend.ts", fn: "embeddedPamModule" },
+  { path: "./lib/stores/ldap/backend.ts", fn: "embeddedLdapModule" },
 ];
 
 async function bundle(args: string[]): Promise<void> {

@@ -154,3 +154,28 @@ export const PROXY_V1_MAX = 107;
  * connection buffer the 64 KiB the 16-bit length field allows.
  */
 export const PROXY_V2_MAX_DATA = 1_024;
+
+/**
+ * LDAP store: deadline for a TCP (and ldaps:// TLS) connection to one
+ * server URL. A directory server on the LAN answers within milliseconds;
+ * 5 s still lets the next URL be tried well within a client's 60 s.
+ */
+export const LDAP_CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * LDAP store: deadline for each operation (bind, search, StartTLS,
+ * Password Modify). A server hashing with a slow scheme under load takes
+ * a second or two; 10 s means it is stuck.
+ */
+export const LDAP_OPERATION_TIMEOUT_MS = 10_000;
+
+/**
+ * LDAP store: deadline for a whole check or change (every URL, StartTLS
+ * handshake, search and binds), after which its connection is destroyed:
+ * below the 30 s a child program gets, so the client is answered before
+ * its own 60 s timeout.
+ */
+export const LDAP_DEADLINE_MS = 25_000;
+
+/** LDAP store: a server's diagnostic message is cut to this many characters in the log. */
+export const LDAP_MESSAGE_MAX = 200;

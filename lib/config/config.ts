@@ -27,6 +27,11 @@ import { splitCommand } from "./words.ts";
 import { type Network, parseNetworks } from "../serve/cidr.ts";
 import { type PamConfig, parsePamConfig } from "../stores/pam/config.ts";
 import { executableState } from "../common/executable.ts";
+import {
+  LDAP_OPTIONS,
+  type LdapConfig,
+  parseLdapConfig,
+} from "../stores/ldap/config.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -53,7 +58,11 @@ export type BackendConfig =
     readonly scheme: PasswdScheme;
     readonly minPasswordLength: number;
   }
-  | PamConfig;
+  | PamConfig
+  | LdapConfig;
+
+/** The options that each select a built-in store; at most one may be given. */
+const STORE_OPTIONS = ["passwd-file", "pam", "ldap-url"] as const;
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -202,6 +211,14 @@ function parseBackend(
   warnings: string[],
   mode: Config["mode"]["kind"],
 ): BackendConfig {
+  const stores = STORE_OPTIONS.filter((name) => get(name) !== undefined);
+  if (stores.length > 1) {
+    throw new UsageError(
+      `${
+        stores.map((name) => `--${name}`).join(" and ")
+      } select different stores: choose one`,
+    );
+  }
   const pam = get("pam");
   if (pam !== undefined) return parsePamConfig(pam, get, chain);
   const passwdFile = get("passwd-file");
@@ -209,6 +226,24 @@ function parseBackend(
   // Used in listen mode only, like --max-sessions: one process per
   // connection would gain nothing from a long-lived starter.
   const spawnerWord = mode === "listen" ? get("fd3-spawner") : undefined;
+  const ldapUrl = get("ldap-url");
+  if (ldapUrl !== undefined) {
+    const other = passwdFile !== undefined
+      ? "--passwd-file"
+      : helperWord ?? spawnerWord
+      ? "--fd3-helper/--fd3-spawner"
+      : chain.length > 0
+      ? "a checkpassword chain"
+      : undefined;
+    if (other) {
+      throw new UsageError(
+        `--ldap-url and ${other} are two stores: choose one (with --ldap-url, give only the hostname)`,
+      );
+    }
+    return parseLdapConfig(ldapUrl, get, env, warnings);
+  }
+  const stray = LDAP_OPTIONS.find((name) => get(name) !== undefined);
+  if (stray) throw new UsageError(`--${stray} needs --ldap-url`);
   if (passwdFile !== undefined) {
     for (
       const [name, word] of [["helper", helperWord], ["spawner", spawnerWord]]

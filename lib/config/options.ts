@@ -135,6 +135,55 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "count",
     help: "N  PAM: refuse accounts below this uid (1000)",
   },
+  {
+    name: "ldap-url",
+    env: "POPPASS_LDAP_URL",
+    kind: "text",
+    help: "URLS  LDAP store: ldap:// or ldaps:// URLs, tried in order",
+  },
+  {
+    name: "ldap-user-dn",
+    env: "POPPASS_LDAP_USER_DN",
+    kind: "text",
+    help:
+      "TEMPLATE  LDAP: the user's DN, e.g. uid=%n,ou=people,dc=example,dc=org",
+  },
+  {
+    name: "ldap-base",
+    env: "POPPASS_LDAP_BASE",
+    kind: "text",
+    help: "DN  LDAP: search the user's DN below this base",
+  },
+  {
+    name: "ldap-filter",
+    env: "POPPASS_LDAP_FILTER",
+    kind: "text",
+    help: "FILTER  LDAP: search filter ((uid=%n))",
+  },
+  {
+    name: "ldap-bind-dn",
+    env: "POPPASS_LDAP_BIND_DN",
+    kind: "text",
+    help: "DN  LDAP: search as this DN (password: POPPASS_LDAP_BIND_PASSWORD)",
+  },
+  {
+    name: "ldap-bind-password-file",
+    env: "POPPASS_LDAP_BIND_PASSWORD_FILE",
+    kind: "text",
+    help: "FILE  LDAP: the --ldap-bind-dn password",
+  },
+  {
+    name: "ldap-starttls",
+    env: "POPPASS_LDAP_STARTTLS",
+    kind: "flag",
+    help: "LDAP: StartTLS on ldap:// before any bind",
+  },
+  {
+    name: "ldap-ca",
+    env: "POPPASS_LDAP_CA",
+    kind: "text",
+    help: "FILE  LDAP: PEM CA certificates to verify the server with",
+  },
   { name: "help", env: "", kind: "flag", help: "print this help and exit" },
   {
     name: "version",
@@ -286,6 +335,7 @@ export function usageText(): string {
     "usage: qmail-poppass [options] hostname checkprogram [subprogram ...]",
     "       qmail-poppass [options] --passwd-file FILE hostname",
     "       qmail-poppass [options] --pam SERVICE hostname",
+    "       qmail-poppass [options] --ldap-url URL (--ldap-user-dn T | --ldap-base DN) hostname",
     "",
     "PASSWORD_COMMAND names the setpassword program (with the checkprogram form).",
     "Without --listen, one session is served on fd 0/1 (tcpserver, inetd, systemd).",

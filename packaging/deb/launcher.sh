@@ -4,6 +4,7 @@
 #
 #   always                 --allow-env --allow-run --allow-read
 #   listen mode            --allow-net          (--listen, POPPASS_LISTEN)
+#   LDAP store             --allow-net          (--ldap-url, POPPASS_LDAP_URL)
 #   built-in passwd-file   --allow-write=DIR    (--passwd-file, POPPASS_PASSWD_FILE;
 #                                                DIR = the file's real folder)
 #   built-in PAM store     --allow-ffi          (--pam, POPPASS_PAM: libpam is
@@ -44,12 +45,14 @@ trim() {
 listen=$(trim "${POPPASS_LISTEN-}")
 passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
 pam=$(trim "${POPPASS_PAM-}")
+ldap_url=$(trim "${POPPASS_LDAP_URL-}")
 want=
 for arg do
   case $want in
   listen) listen=$arg want= && continue ;;
   passwd-file) passwd_file=$arg want= && continue ;;
   pam) pam=$arg want= && continue ;;
+  ldap-url) ldap_url=$arg want= && continue ;;
   value) want= && continue ;;
   esac
   case $arg in
@@ -57,11 +60,13 @@ for arg do
   --listen=*) listen=${arg#--listen=} ;;
   --passwd-file=*) passwd_file=${arg#--passwd-file=} ;;
   --pam=*) pam=${arg#--pam=} ;;
+  --ldap-url=*) ldap_url=${arg#--ldap-url=} ;;
   --listen) want=listen ;;
   --passwd-file) want=passwd-file ;;
   --pam) want=pam ;;
+  --ldap-url) want=ldap-url ;;
   # The options that take no value; every other --name takes the next word.
-  --allow-plaintext | --help | --version) ;;
+  --allow-plaintext | --ldap-starttls | --help | --version) ;;
   --*=*) ;;
   --*) want=value ;;
   *) break ;;
@@ -77,15 +82,19 @@ if [ -n "$listen" ]; then
   # 64 MiB keeps RSS near 90 MiB with room to spare.
   heap=--v8-flags=--max-old-space-size=64
 fi
+# The LDAP store connects to its directory servers in both modes.
+[ -n "$ldap_url" ] && net=--allow-net
+
+# No built-in store (passwd-file, LDAP, PAM) runs programs.
+store=$passwd_file$ldap_url$pam
 
 # The compiled fd-3 shim starts each checkpassword and setpassword program
 # in one exec instead of three (/bin/sh, setsid, the program). A
 # POPPASS_FD3_HELPER that is set wins, even empty (empty = the /bin/sh
-# shim), and so does --fd3-helper; passwd-file and PAM run no programs,
+# shim), and so does --fd3-helper; the built-in stores run no programs,
 # so they get none.
 helper=/usr/lib/qmail-poppass/fd3exec
-if [ -z "$passwd_file" ] && [ -z "$pam" ] &&
-  [ -z "${POPPASS_FD3_HELPER+set}" ] &&
+if [ -z "$store" ] && [ -z "${POPPASS_FD3_HELPER+set}" ] &&
   [ -x "$helper" ]; then
   POPPASS_FD3_HELPER=$helper
   export POPPASS_FD3_HELPER
@@ -94,7 +103,7 @@ fi
 # server then never spawns a process itself. The same rules apply to
 # POPPASS_FD3_SPAWNER (empty = not used) and --fd3-spawner.
 spawner=/usr/lib/qmail-poppass/fd3spawn
-if [ -n "$listen" ] && [ -z "$passwd_file" ] && [ -z "$pam" ] &&
+if [ -n "$listen" ] && [ -z "$store" ] &&
   [ -z "${POPPASS_FD3_SPAWNER+set}" ] && [ -x "$spawner" ]; then
   POPPASS_FD3_SPAWNER=$spawner
   export POPPASS_FD3_SPAWNER
