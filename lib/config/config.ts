@@ -62,7 +62,7 @@ export type BackendConfig =
   | LdapConfig;
 
 /** The options that each select a built-in store; at most one may be given. */
-const STORE_OPTIONS = ["passwd-file", "pam", "ldap-url"] as const;
+const STORE_OPTIONS = ["ldap-url", "pam", "passwd-file"] as const;
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -216,7 +216,7 @@ function parseBackend(
     throw new UsageError(
       `${
         stores.map((name) => `--${name}`).join(" and ")
-      } select different stores: choose one`,
+      } are two stores: choose one`,
     );
   }
   const pam = get("pam");

@@ -52,11 +52,17 @@ Deno.test("parseInvocation() refuses --pam mixed with another store or wrong val
       "--passwd-file",
       ["--pam", "p", "--passwd-file", "/x", "host"],
       {},
-      /^--pam and --passwd-file exclude each other$/,
+      /^--pam and --passwd-file are two stores: choose one$/,
+    ],
+    [
+      "--ldap-url",
+      ["--pam", "p", "--ldap-url", "ldap://127.0.0.1", "host"],
+      {},
+      /^--ldap-url and --pam are two stores: choose one$/,
     ],
     ["POPPASS_PASSWD_FILE", ["--pam", "p", "host"], {
       POPPASS_PASSWD_FILE: "/x",
-    }, /^--pam and --passwd-file exclude each other$/],
+    }, /^--pam and --passwd-file are two stores: choose one$/],
     [
       "--fd3-helper",
       ["--fd3-helper", "/bin/x", "--pam", "p", "host"],
