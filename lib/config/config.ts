@@ -132,6 +132,8 @@ function parseLimits(get: (name: string) => string | undefined): Limits {
     childTimeoutMs: seconds("child-timeout", DEFAULT_LIMITS.childTimeoutMs),
     maxSessions: count("max-sessions", DEFAULT_LIMITS.maxSessions, 1, 100_000),
     maxPerIp: count("max-per-ip", DEFAULT_LIMITS.maxPerIp, 0, 100_000),
+    perIpPrefix4: count("per-ip-prefix4", DEFAULT_LIMITS.perIpPrefix4, 1, 32),
+    perIpPrefix6: count("per-ip-prefix6", DEFAULT_LIMITS.perIpPrefix6, 1, 128),
   };
   for (
     const name of ["idle-timeout", "session-timeout", "child-timeout"] as const

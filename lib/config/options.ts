@@ -85,7 +85,19 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: "max-per-ip",
     env: "POPPASS_MAX_PER_IP",
     kind: "count",
-    help: "N  listen: sessions per client IP (10, 0 = off)",
+    help: "N  listen: sessions and TLS handshakes per client (10, 0 = off)",
+  },
+  {
+    name: "per-ip-prefix4",
+    env: "POPPASS_PER_IP_PREFIX4",
+    kind: "count",
+    help: "BITS  listen: IPv4 clients share --max-per-ip per /BITS (32)",
+  },
+  {
+    name: "per-ip-prefix6",
+    env: "POPPASS_PER_IP_PREFIX6",
+    kind: "count",
+    help: "BITS  listen: IPv6 clients share --max-per-ip per /BITS (64)",
   },
   {
     name: "fd3-helper",

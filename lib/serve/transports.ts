@@ -156,15 +156,23 @@ export interface TlsTransport extends Transport {
 }
 
 /**
+ * Admission to the TLS handshake: called with the client's address at
+ * accept; returns the function that gives the slot back (called once,
+ * when the handshake ends or the socket closes), or `undefined` to drop
+ * the connection at once.
+ */
+export type HandshakeGate = (ip: string) => (() => void) | undefined;
+
+/**
  * Listen with implicit TLS; clients that do not complete the handshake in
- * time are dropped. At most `maxHandshakes` connections may be in their
- * handshake at once; more are closed at accept, so silent clients cannot
- * pile up descriptors (tcpserver's `-c` counts from accept too).
+ * time are dropped. `gate` decides at accept whether a connection may
+ * start its handshake, so silent clients cannot pile up descriptors
+ * (tcpserver's `-c` counts from accept too).
  */
 export async function listenTls(
   address: ListenAddress,
   files: TlsFiles,
-  maxHandshakes: number,
+  gate: HandshakeGate,
   onConnection: (accepted: Accepted) => void,
   onError: (message: string) => void,
 ): Promise<TlsTransport> {
@@ -174,27 +182,29 @@ export async function listenTls(
     key: files.key,
     handshakeTimeout: TLS_HANDSHAKE_MS,
   });
-  // Connections between accept and the end of their handshake, by peer.
-  const handshaking = new Set<string>();
+  // Connections between accept and the end of their handshake, by peer:
+  // the function that gives their slot back.
+  const handshaking = new Map<string, () => void>();
   const peer = (
     s: { remoteAddress?: string | undefined; remotePort?: number | undefined },
   ) => `${s.remoteAddress}|${s.remotePort}`;
+  const release = (key: string) => {
+    const done = handshaking.get(key);
+    handshaking.delete(key);
+    done?.();
+  };
   server.on("connection", (raw: Socket) => {
-    if (handshaking.size >= maxHandshakes) {
-      onError(
-        `limit reached: ${maxHandshakes} TLS handshakes in progress, ${
-          plainIp(raw.remoteAddress ?? "?")
-        } dropped`,
-      );
+    const done = gate(plainIp(raw.remoteAddress ?? "unknown"));
+    if (!done) {
       raw.destroy();
       return;
     }
     const key = peer(raw);
-    handshaking.add(key);
-    raw.once("close", () => handshaking.delete(key));
+    handshaking.set(key, done);
+    raw.once("close", () => release(key));
   });
   server.on("secureConnection", (socket: TLSSocket) => {
-    handshaking.delete(peer(socket));
+    release(peer(socket));
     onConnection(fromTlsSocket(socket));
   });
   server.on("tlsClientError", (error, socket) => {

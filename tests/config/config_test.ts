@@ -92,9 +92,12 @@ Deno.test("parseInvocation() takes every limit from options or POPPASS_* variabl
     POPPASS_CHILD_TIMEOUT: "10",
     POPPASS_MAX_SESSIONS: "5",
     POPPASS_MAX_PER_IP: "0",
+    POPPASS_PER_IP_PREFIX6: "56",
   };
   const config = run([
     "--idle-timeout=7",
+    "--per-ip-prefix4",
+    "24",
     "--max-line",
     "600",
     "host",
@@ -108,6 +111,8 @@ Deno.test("parseInvocation() takes every limit from options or POPPASS_* variabl
     childTimeoutMs: 10_000,
     maxSessions: 5,
     maxPerIp: 0,
+    perIpPrefix4: 24,
+    perIpPrefix6: 56,
   });
   assert.deepEqual(
     run(["host", "/bin/check"], { ...BASE, POPPASS_FAIL_DELAY: "" }).limits,

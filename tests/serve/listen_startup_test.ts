@@ -162,3 +162,61 @@ Deno.test("an address that cannot be bound exits 111 with one line naming it", a
     );
   }
 });
+
+/** A port free on 0.0.0.0 and on [::] at the time of the call. */
+function freePort(): number {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const v4 = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const port = (v4.addr as Deno.NetAddr).port;
+    v4.close();
+    try {
+      Deno.listen({ hostname: "::", port }).close();
+      return port;
+    } catch {
+      // taken on IPv6: try another
+    }
+  }
+  throw new Error("no port free on both 0.0.0.0 and [::]");
+}
+
+// Issue 18 item 8: the example listen line of the packaged
+// /etc/default/qmail-poppass failed with EADDRINUSE, because Deno's [::]
+// socket also takes IPv4.
+Deno.test("the shipped POPPASS_LISTEN example (0.0.0.0 and [::] on one port) starts and serves both families", async (t) => {
+  const shipped = await Deno.readTextFile(
+    new URL("../../packaging/systemd/qmail-poppass.default", import.meta.url),
+  );
+  const line = /^#?POPPASS_LISTEN=(.*)$/m.exec(shipped)?.[1];
+  assert.equal(line, "0.0.0.0:106 [::]:106");
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "example");
+  for (const order of [line, "[::]:106 0.0.0.0:106"]) {
+    await t.step(`POPPASS_LISTEN="${order}" (port 106 replaced)`, async () => {
+      const port = freePort();
+      await using server = await Server.start({
+        options: [],
+        check: [scratch.script("ok")],
+        password: scratch.script("ok"),
+        env: {
+          POPPASS_LISTEN: order.replaceAll(":106", `:${port}`),
+          POPPASS_TLS_CERT: cert.certFile,
+          POPPASS_TLS_KEY: cert.keyFile,
+        },
+      });
+      assert.deepEqual(server.grep(/fatal|in use/i), []);
+      for (const hostname of ["127.0.0.1", "::1"]) {
+        await using c = await Client.connect({
+          hostname,
+          port,
+          caCerts: [cert.pem],
+        });
+        assert.equal(
+          await c.line(),
+          greeting(),
+          `${hostname}: ${c.error}\n${server.logs.join("\n")}`,
+        );
+        assert.equal(await c.ask("quit"), R.bye);
+      }
+    });
+  }
+});
