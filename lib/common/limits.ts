@@ -131,3 +131,30 @@ export const MAX_SECONDS = 86_400;
  * instead of rotating a multilog history away in seconds.
  */
 export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Listen mode: V8 heap (old space) per session, for the startup check of
+ * `--max-sessions` against the heap limit and for the packaged launcher,
+ * which derives `--max-old-space-size` from `--max-sessions`. Measured
+ * with `bench/heap.ts` (live heap after a full GC, 1,000 sessions): plain
+ * 8.8 KiB waiting for `user`, 6.0 KiB with a check running; TLS 12.9 KiB
+ * waiting. Twice the largest, so that garbage has room between
+ * collections (64 MiB died at 7,000-8,000 plain sessions: 8-9 KiB each
+ * with no room).
+ */
+export const HEAP_PER_SESSION_KIB = 24;
+
+/** Listen mode: old space needed with no session (about 6 MiB live, measured), with room. */
+export const HEAP_BASE_MIB = 32;
+
+/**
+ * What V8 adds to `--max-old-space-size` in the heap limit it reports
+ * (`heap_size_limit`): the young generation, 96 MiB with Deno 2.9.6 on
+ * x86-64 (measured: 64 → 160 MiB, 2400 → 2496, default 4096 → 4192).
+ */
+export const V8_YOUNG_MIB = 96;
+
+/** Old space, in MiB, that `maxSessions` listen-mode sessions need. */
+export function heapNeedMib(maxSessions: number): number {
+  return HEAP_BASE_MIB + Math.ceil(maxSessions * HEAP_PER_SESSION_KIB / 1024);
+}

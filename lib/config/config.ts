@@ -70,7 +70,11 @@ export interface Config {
 export type Invocation =
   | { readonly kind: "help" }
   | { readonly kind: "version" }
-  | { readonly kind: "run"; readonly config: Config };
+  | {
+    /** `check`: `--check-config`, validate and report, serve nothing. */
+    readonly kind: "run" | "check";
+    readonly config: Config;
+  };
 
 /** How config looks at the file system (replaced in tests). */
 export interface FileProbe {
@@ -91,7 +95,9 @@ export function parseInvocation(
   const [hostname, ...chain] = positionals;
   if (hostname === undefined || hostname === "") {
     throw new UsageError(
-      "missing hostname (usage: qmail-poppass [options] hostname checkprogram [subprogram ...])",
+      get("passwd-file") === undefined
+        ? "missing hostname (usage: qmail-poppass [options] hostname checkprogram [subprogram ...])"
+        : "missing hostname (usage: qmail-poppass [options] --passwd-file FILE hostname)",
     );
   }
   if (/[\r\n\0]/.test(hostname)) {
@@ -101,7 +107,7 @@ export function parseInvocation(
   const mode = parseMode(options, get);
   const backend = parseBackend(get, chain, env, probe, warnings, mode.kind);
   return {
-    kind: "run",
+    kind: options.has("check-config") ? "check" : "run",
     config: {
       hostname,
       mode,
@@ -173,6 +179,11 @@ function parseBackend(
     if (chain.length > 0) {
       throw new UsageError(
         "--passwd-file replaces the checkpassword chain: give only the hostname",
+      );
+    }
+    if ((env("PASSWORD_COMMAND") ?? "").trim() !== "") {
+      warnings.push(
+        "PASSWORD_COMMAND is set but not used: the passwd-file store writes new passwords itself; unset it to silence this",
       );
     }
     return {

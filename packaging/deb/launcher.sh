@@ -41,21 +41,25 @@ trim() {
 }
 listen=$(trim "${POPPASS_LISTEN-}")
 passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
+max_sessions=$(trim "${POPPASS_MAX_SESSIONS-}")
 want=
 for arg do
   case $want in
   listen) listen=$arg want= && continue ;;
   passwd-file) passwd_file=$arg want= && continue ;;
+  max-sessions) max_sessions=$arg want= && continue ;;
   value) want= && continue ;;
   esac
   case $arg in
   --) break ;;
   --listen=*) listen=${arg#--listen=} ;;
   --passwd-file=*) passwd_file=${arg#--passwd-file=} ;;
+  --max-sessions=*) max_sessions=${arg#--max-sessions=} ;;
   --listen) want=listen ;;
   --passwd-file) want=passwd-file ;;
+  --max-sessions) want=max-sessions ;;
   # The options that take no value; every other --name takes the next word.
-  --allow-plaintext | --help | --version) ;;
+  --allow-plaintext | --check-config | --help | --version) ;;
   --*=*) ;;
   --*) want=value ;;
   *) break ;;
@@ -68,8 +72,20 @@ if [ -n "$listen" ]; then
   net=--allow-net
   # One long-lived process: without a cap V8 lets garbage grow RSS to
   # ~180 MiB under load although the live heap stays ~8 MB (measured);
-  # 64 MiB keeps RSS near 90 MiB with room to spare.
-  heap=--v8-flags=--max-old-space-size=64
+  # 64 MiB keeps RSS near 90 MiB with room to spare. More sessions need
+  # more: 32 MiB plus 24 KiB per --max-sessions (HEAP_BASE_MIB and
+  # HEAP_PER_SESSION_KIB in lib/common/limits.ts, measured with
+  # bench/heap.ts), at least 64. A value the program refuses (not a
+  # number, over 100000) keeps 64: the program then says what is wrong.
+  mib=64
+  case $max_sessions in
+  '' | 0* | *[!0-9]* | ???????*) ;;
+  *)
+    need=$((32 + (max_sessions * 24 + 1023) / 1024))
+    [ "$need" -gt "$mib" ] && mib=$need
+    ;;
+  esac
+  heap=--v8-flags=--max-old-space-size=$mib
 fi
 
 # The compiled fd-3 shim starts each checkpassword and setpassword program

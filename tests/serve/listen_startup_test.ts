@@ -85,6 +85,11 @@ Deno.test("a TLS listener will not start with a certificate and key it cannot us
     junk,
     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
   );
+  const badKey = scratch.path("bad.key");
+  await Deno.writeTextFile(
+    badKey,
+    "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+  );
   const cases: [string, string, string, RegExp][] = [
     [
       "no certificate in --tls-cert",
@@ -95,8 +100,26 @@ Deno.test("a TLS listener will not start with a certificate and key it cannot us
     [
       "no key in --tls-key",
       one.certFile,
-      junk,
-      /--tls-key holds no PEM private key/,
+      one.certFile,
+      /--tls-key names a certificate, not a private key: give the certificate's unencrypted key/,
+    ],
+    [
+      "a broken key in --tls-key",
+      one.certFile,
+      badKey,
+      /--tls-key holds no PEM private key \(.*\): give the certificate's unencrypted key/,
+    ],
+    [
+      "certificate and key swapped",
+      one.keyFile,
+      one.certFile,
+      /fatal: --tls-cert and --tls-key are swapped: --tls-cert names the private key and --tls-key the certificate; exchange the two file names$/,
+    ],
+    [
+      "a key as the certificate",
+      one.keyFile,
+      one.keyFile,
+      /--tls-cert names a private key, not a certificate: give the file that begins with -----BEGIN CERTIFICATE-----/,
     ],
     [
       "the key of another certificate",
