@@ -37,6 +37,9 @@ import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
 
+/** How a warning line starts, from config and from a store. */
+const WARNING = "warning: ";
+
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
 
@@ -70,7 +73,14 @@ export async function main(args: readonly string[]): Promise<number> {
     ? undefined
     : startSpawner(spawnerPath, log);
   try {
-    const backend = await createBackend(config, log, spawner);
+    // A store's own startup warnings (clear-text passwd-file users) follow
+    // the same rule: not on every stdio connection.
+    const backendLog = config.mode.kind === "listen"
+      ? log
+      : (message: string) => {
+        if (!message.startsWith(WARNING)) log(message);
+      };
+    const backend = await createBackend(config, backendLog, spawner);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
       await serveListen(
@@ -183,7 +193,11 @@ async function checkConfig(
     const heap = await heapProblem(config.limits.maxSessions);
     if (heap) throw new UsageError(heap);
   }
-  await createBackend(config, log, undefined);
+  await createBackend(config, (message) => {
+    if (message.startsWith(WARNING)) {
+      warnings.push(message.slice(WARNING.length));
+    } else log(message);
+  }, undefined);
   for (const warning of warnings) log(`warning: ${warning}`);
   log(
     `check-config: the settings are valid (${mode.kind} mode, ${

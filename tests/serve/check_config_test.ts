@@ -88,6 +88,31 @@ Deno.test("--check-config prints every warning and exits 0 for valid settings, 1
   );
 });
 
+Deno.test("passwd-file with a clear-text user: no warning per stdio connection, --check-config counts it", async () => {
+  await using box = await Sandbox.create();
+  const file = `${box.dir}/users`;
+  await Deno.writeTextFile(file, "ann:{PLAIN}secret-1\n");
+  const env = { ...baseEnv(), ...box.env() };
+  const session = await runOnce(
+    { args: ["--passwd-file", file, HOST], env },
+    new TextEncoder().encode("quit\r\n"),
+  );
+  assert.equal(session.ended.code, 0);
+  assert.doesNotMatch(session.log, /warning/);
+  const check = await runOnce({
+    args: ["--check-config", "--passwd-file", file, HOST],
+    env,
+  });
+  assert.equal(check.ended.code, 0);
+  const lines = check.log.trimEnd().split("\n");
+  assert.equal(lines.length, 2, check.log);
+  assert.match(
+    lines[0]!,
+    /warning: .*users: 1 users have clear-text passwords$/,
+  );
+  assert.match(lines[1]!, /\(stdio mode, passwd-file .*\); 1 warning$/);
+});
+
 Deno.test("--passwd-file without a host name prints the usage of the passwd-file form", async () => {
   await using box = await Sandbox.create();
   const { log, ended } = await runOnce({
