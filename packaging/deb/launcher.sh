@@ -73,7 +73,7 @@ if [ -n "$listen" ]; then
   # One long-lived process: without a cap V8 lets garbage grow RSS to
   # ~180 MiB under load although the live heap stays ~8 MB (measured);
   # 64 MiB keeps RSS near 90 MiB with room to spare. More sessions need
-  # more: 32 MiB plus 24 KiB per --max-sessions (HEAP_BASE_MIB and
+  # more: 16 MiB plus 24 KiB per --max-sessions (HEAP_BASE_MIB and
   # HEAP_PER_SESSION_KIB in lib/common/limits.ts, measured with
   # bench/heap.ts), at least 64. A value the program refuses (not a
   # number, over 100000) keeps 64: the program then says what is wrong.
@@ -81,7 +81,7 @@ if [ -n "$listen" ]; then
   case $max_sessions in
   '' | 0* | *[!0-9]* | ???????*) ;;
   *)
-    need=$((32 + (max_sessions * 24 + 1023) / 1024))
+    need=$((16 + (max_sessions * 24 + 1023) / 1024))
     [ "$need" -gt "$mib" ] && mib=$need
     ;;
   esac

@@ -32,12 +32,12 @@ Deno.test("with a 64 MiB heap, --max-sessions 100000 is refused at startup with 
     assert.equal(logs.length, 1, logs.join("\n"));
     assert.match(
       logs[0]!,
-      /fatal: --max-sessions 100000 needs about 2376 MiB of V8 heap, but this process may use about 64 MiB: lower --max-sessions \(at most about 1365 fit\) or raise --v8-flags=--max-old-space-size to 2376/,
+      /fatal: --max-sessions 100000 needs about 2360 MiB of V8 heap, but this process may use about 64 MiB: lower --max-sessions \(at most about 2048 fit\) or raise --v8-flags=--max-old-space-size to 2360/,
     );
   });
-  await t.step("1366 is refused, 1365 starts", async () => {
-    assert.equal((await Server.run(spec(scratch, "1366", 64))).code, 100);
-    await using server = await Server.start(spec(scratch, "1365", 64));
+  await t.step("2049 is refused, 2048 starts", async () => {
+    assert.equal((await Server.run(spec(scratch, "2049", 64))).code, 100);
+    await using server = await Server.start(spec(scratch, "2048", 64));
     assert.equal(server.grep(/fatal/).length, 0);
   });
   await t.step("--check-config says the same, exit 100", async () => {
@@ -46,7 +46,7 @@ Deno.test("with a 64 MiB heap, --max-sessions 100000 is refused at startup with 
       options: [...spec(scratch, "100000", 64).options, "--check-config"],
     });
     assert.equal(code, 100);
-    assert.match(logs.join("\n"), /needs about 2376 MiB/);
+    assert.match(logs.join("\n"), /needs about 2360 MiB/);
   });
 });
 
@@ -95,14 +95,14 @@ Deno.test("the packaged launcher derives the heap cap from --max-sessions", asyn
         64,
       ],
       [
-        "--max-sessions=2000",
+        "--max-sessions=4000",
         [
-          "--max-sessions=2000",
+          "--max-sessions=4000",
           "--listen=127.0.0.1:106",
           "h",
         ],
         {},
-        heapNeedMib(2000),
+        heapNeedMib(4000),
       ],
       ["POPPASS_MAX_SESSIONS=100000", ["h"], {
         POPPASS_MAX_SESSIONS: "100000",
@@ -137,8 +137,8 @@ Deno.test("the packaged launcher derives the heap cap from --max-sessions", asyn
       ],
     ];
   assert.deepEqual(
-    [2000, 3000, 5000, 100_000].map(heapNeedMib),
-    [79, 103, 150, 2376],
+    [2000, 3000, 4000, 5000, 100_000].map(heapNeedMib),
+    [63, 87, 110, 134, 2360],
   );
   for (const [what, args, env, mib] of rows) {
     await t.step(what, async () => {
