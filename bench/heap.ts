@@ -100,6 +100,9 @@ async function measure(what: string, tls: boolean, lines: string) {
       ...DEFAULT_LIMITS,
       maxSessions: N + 10,
       maxPerIp: 0,
+      // Connecting thousands of TLS clients one by one takes minutes.
+      idleTimeoutMs: 3_600_000,
+      sessionTimeoutMs: 3_600_000,
       failDelayMs: 0,
     },
     sink: () => {},

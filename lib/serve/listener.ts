@@ -39,7 +39,10 @@ export interface ServeOptions {
 
 /** A running server. */
 export interface Server {
-  /** The bound addresses, in the order given. */
+  /**
+   * The bound addresses, in the order given (`[::]:P` before a
+   * `0.0.0.0:P`, which is left out when `[::]:P` also takes IPv4).
+   */
   readonly transports: readonly Transport[];
   /** Sessions being served now. */
   readonly active: () => number;
