@@ -26,8 +26,13 @@ import {
   type Server,
 } from "./lib/serve/listener.ts";
 import { processLog, stderrSink } from "./lib/common/log.ts";
-import { type TlsFiles, tlsProblem } from "./lib/serve/transports.ts";
-import { asksForListen, usageText } from "./lib/config/options.ts";
+import { heapProblem } from "./lib/serve/heap.ts";
+import {
+  type TlsFiles,
+  tlsProblem,
+  tlsWarnings,
+} from "./lib/serve/transports.ts";
+import { asksFor, asksForListen, usageText } from "./lib/config/options.ts";
 import { programBackend } from "./lib/stores/programs/programs.ts";
 import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
@@ -36,6 +41,9 @@ import { VERSION } from "./lib/common/version.ts";
 import { formatNetwork } from "./lib/serve/cidr.ts";
 import { checkPamSystem } from "./lib/stores/pam/config.ts";
 import { errorMessage } from "./lib/common/errors.ts";
+
+/** How a warning line starts, from config and from a store. */
+const WARNING = "warning: ";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -51,10 +59,17 @@ export async function main(args: readonly string[]): Promise<number> {
     if (invocation.kind === "help") return print(usageText());
     if (invocation.kind === "version") return print(`qmail-poppass ${VERSION}`);
     config = invocation.config;
+    if (invocation.kind === "check") return await checkConfig(config, log);
   } catch (error) {
     return await startupFailure(error, args, env, log);
   }
-  for (const warning of config.warnings) log(`warning: ${warning}`);
+  // Said once per process start in listen mode. In stdio mode a process
+  // starts per connection, and warnings on every connection teach admins
+  // to ignore them: there `--check-config` prints them (the packaged
+  // daemontools run script and socket unit run it at each service start).
+  if (config.mode.kind === "listen") {
+    for (const warning of config.warnings) log(`warning: ${warning}`);
+  }
   const spawnerPath = config.backend.kind === "programs"
     ? config.backend.spawner
     : undefined;
@@ -63,7 +78,14 @@ export async function main(args: readonly string[]): Promise<number> {
     ? undefined
     : startSpawner(spawnerPath, log);
   try {
-    const backend = await createBackend(config, log, spawner);
+    // A store's own startup warnings (clear-text passwd-file users) follow
+    // the same rule: not on every stdio connection.
+    const backendLog = config.mode.kind === "listen"
+      ? log
+      : (message: string) => {
+        if (!message.startsWith(WARNING)) log(message);
+      };
+    const backend = await createBackend(config, backendLog, spawner);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
       await serveListen(
@@ -108,8 +130,10 @@ async function serveListen(
 ): Promise<void> {
   const tls = mode.tls;
   const loadTls = tls
-    ? () => readTlsFiles(tls.certFile, tls.keyFile)
+    ? () => readTlsFiles(tls.certFile, tls.keyFile, (w) => log(`warning: ${w}`))
     : undefined;
+  const heap = await heapProblem(common.limits.maxSessions);
+  if (heap) throw new UsageError(heap);
   const server = await serve({
     ...common,
     addresses: mode.addresses,
@@ -138,6 +162,7 @@ async function serveListen(
 async function readTlsFiles(
   certFile: string,
   keyFile: string,
+  warn: (warning: string) => void,
 ): Promise<TlsFiles> {
   const read = async (what: string, path: string) => {
     try {
@@ -156,7 +181,45 @@ async function readTlsFiles(
   };
   const problem = await tlsProblem(files);
   if (problem) throw new UsageError(problem);
+  for (const warning of await tlsWarnings(files)) warn(warning);
   return files;
+}
+
+/**
+ * `--check-config`: everything a start would check (options, programs,
+ * TLS files, the store), then every warning, without serving. Resolves to
+ * 0 when the settings are valid, warnings or not; a setting a start would
+ * refuse throws, and `startupFailure` makes that 100 (or 111).
+ */
+async function checkConfig(
+  config: Config,
+  log: (message: string) => void,
+): Promise<number> {
+  const warnings = [...config.warnings];
+  const mode = config.mode;
+  if (mode.kind === "listen" && mode.tls) {
+    await readTlsFiles(
+      mode.tls.certFile,
+      mode.tls.keyFile,
+      (w) => warnings.push(w),
+    );
+  }
+  if (mode.kind === "listen") {
+    const heap = await heapProblem(config.limits.maxSessions);
+    if (heap) throw new UsageError(heap);
+  }
+  await createBackend(config, (message) => {
+    if (message.startsWith(WARNING)) {
+      warnings.push(message.slice(WARNING.length));
+    } else log(message);
+  }, undefined);
+  for (const warning of warnings) log(`warning: ${warning}`);
+  log(
+    `check-config: the settings are valid (${mode.kind} mode, ${
+      backendText(config)
+    }); ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`,
+  );
+  return EXIT.ok;
 }
 
 /** The back end, for the startup line. */
@@ -252,7 +315,10 @@ async function startupFailure(
   log(`fatal: ${message}`);
   const listening = asksForListen(args) ||
     (env("POPPASS_LISTEN") ?? "").trim() !== "";
-  if (!listening && !Deno.stdout.isTerminal()) {
+  // --check-config talks to an admin, not to a poppassd client.
+  if (
+    !listening && !asksFor(args, "check-config") && !Deno.stdout.isTerminal()
+  ) {
     await writeAll(
       Deno.stdout,
       replyBytes(usage ? "misconfigured" : "authTemporary"),

@@ -92,7 +92,11 @@ export interface Config {
 export type Invocation =
   | { readonly kind: "help" }
   | { readonly kind: "version" }
-  | { readonly kind: "run"; readonly config: Config };
+  | {
+    /** `check`: `--check-config`, validate and report, serve nothing. */
+    readonly kind: "run" | "check";
+    readonly config: Config;
+  };
 
 /** How config looks at the file system (replaced in tests). */
 export interface FileProbe {
@@ -113,7 +117,9 @@ export function parseInvocation(
   const [hostname, ...chain] = positionals;
   if (hostname === undefined || hostname === "") {
     throw new UsageError(
-      "missing hostname (usage: qmail-poppass [options] hostname checkprogram [subprogram ...])",
+      get("passwd-file") === undefined
+        ? "missing hostname (usage: qmail-poppass [options] hostname checkprogram [subprogram ...])"
+        : "missing hostname (usage: qmail-poppass [options] --passwd-file FILE hostname)",
     );
   }
   if (/[\r\n\0]/.test(hostname)) {
@@ -124,7 +130,7 @@ export function parseInvocation(
   const backend = parseBackend(get, chain, env, probe, warnings, mode.kind);
   const proxy = parseProxy(get("proxy-protocol"), mode);
   return {
-    kind: "run",
+    kind: options.has("check-config") ? "check" : "run",
     config: {
       hostname,
       mode,
@@ -190,6 +196,8 @@ function parseLimits(get: (name: string) => string | undefined): Limits {
       0,
       MAX_SESSIONS_CEILING,
     ),
+    perIpPrefix4: count("per-ip-prefix4", DEFAULT_LIMITS.perIpPrefix4, 1, 32),
+    perIpPrefix6: count("per-ip-prefix6", DEFAULT_LIMITS.perIpPrefix6, 1, 128),
   };
   for (
     const name of ["idle-timeout", "session-timeout", "child-timeout"] as const
@@ -257,6 +265,11 @@ function parseBackend(
     if (chain.length > 0) {
       throw new UsageError(
         "--passwd-file replaces the checkpassword chain: give only the hostname",
+      );
+    }
+    if ((env("PASSWORD_COMMAND") ?? "").trim() !== "") {
+      warnings.push(
+        "PASSWORD_COMMAND is set but not used: the passwd-file store writes new passwords itself; unset it to silence this",
       );
     }
     return {

@@ -85,7 +85,19 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: "max-per-ip",
     env: "POPPASS_MAX_PER_IP",
     kind: "count",
-    help: "N  listen: sessions per client IP (10, 0 = off)",
+    help: "N  listen: sessions and TLS handshakes per client (10, 0 = off)",
+  },
+  {
+    name: "per-ip-prefix4",
+    env: "POPPASS_PER_IP_PREFIX4",
+    kind: "count",
+    help: "BITS  listen: IPv4 clients share --max-per-ip per /BITS (32)",
+  },
+  {
+    name: "per-ip-prefix6",
+    env: "POPPASS_PER_IP_PREFIX6",
+    kind: "count",
+    help: "BITS  listen: IPv6 clients share --max-per-ip per /BITS (64)",
   },
   {
     name: "proxy-protocol",
@@ -97,13 +109,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: "fd3-helper",
     env: "POPPASS_FD3_HELPER",
     kind: "text",
-    help: "FILE  compiled fd-3 shim (lib/fd3exec.c) instead of /bin/sh",
+    help: "FILE  compiled fd-3 shim (fd3exec) instead of /bin/sh",
   },
   {
     name: "fd3-spawner",
     env: "POPPASS_FD3_SPAWNER",
     kind: "text",
-    help: "FILE  listen: long-lived program starter (lib/fd3spawn.c)",
+    help: "FILE  listen: long-lived program starter (fd3spawn)",
   },
   {
     name: "passwd-file",
@@ -184,6 +196,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "text",
     help: "FILE  LDAP: PEM CA certificates to verify the server with",
   },
+  {
+    name: "check-config",
+    env: "",
+    kind: "flag",
+    help: "check the settings, print every warning, exit (0 valid, 100 not)",
+  },
   { name: "help", env: "", kind: "flag", help: "print this help and exit" },
   {
     name: "version",
@@ -228,10 +246,15 @@ export function splitArgs(
  * can still tell whether a stdio client is waiting for a `500` line.
  */
 export function asksForListen(args: readonly string[]): boolean {
+  return asksFor(args, "listen");
+}
+
+/** Does argv give the option `name` (read as `asksForListen` reads)? */
+export function asksFor(args: readonly string[], name: string): boolean {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === "--" || !arg.startsWith("-") || arg === "-") return false;
-    if (arg === "--listen" || arg.startsWith("--listen=")) return true;
+    if (arg === `--${name}` || arg.startsWith(`--${name}=`)) return true;
     const spec = OPTIONS.find((o) => `--${o.name}` === arg);
     if (spec && spec.kind !== "flag") i++;
   }

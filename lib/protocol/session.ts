@@ -193,7 +193,7 @@ async function perform(
     );
   } else {
     if (outcome.kind !== "ok") {
-      log(`setpassword for ${user}: ${outcome.kind}, ${outcome.reason}`);
+      log(`change failed for ${user}: ${outcome.kind}, ${outcome.reason}`);
     }
     log(
       `Password change for ${user} ${

@@ -49,28 +49,70 @@ export interface TlsFiles {
   readonly key: string;
 }
 
+const PEM_CERT = /-----BEGIN CERTIFICATE-----/;
+const PEM_KEY = /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/;
+
 /**
  * Why a certificate and key cannot serve TLS, or `undefined` when they can.
  * `node:tls` takes any text in `createServer` and `setSecureContext` and
  * only fails every handshake later, so the pair is checked before use.
+ * Each answer says what is wrong and what to do.
  */
 export async function tlsProblem(files: TlsFiles): Promise<string | undefined> {
   // Loaded on first use: a stdio-mode start (one per connection) never pays for it.
   const { createPrivateKey, X509Certificate } = await import("node:crypto");
   const why = (error: unknown) =>
     error instanceof Error ? error.message : String(error);
+  const certIsKey = !PEM_CERT.test(files.cert) && PEM_KEY.test(files.cert);
+  const keyIsCert = !PEM_KEY.test(files.key) && PEM_CERT.test(files.key);
+  if (certIsKey && keyIsCert) {
+    return "--tls-cert and --tls-key are swapped: --tls-cert names the private key and --tls-key the certificate; exchange the two file names";
+  }
+  if (certIsKey) {
+    return "--tls-cert names a private key, not a certificate: give the file that begins with -----BEGIN CERTIFICATE----- (the server's certificate, then any intermediates)";
+  }
+  if (keyIsCert) {
+    return "--tls-key names a certificate, not a private key: give the certificate's unencrypted key (a file that begins with -----BEGIN PRIVATE KEY-----)";
+  }
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(files.cert);
   } catch (error) {
-    return `--tls-cert holds no PEM certificate (${why(error)})`;
+    return `--tls-cert holds no PEM certificate (${
+      why(error)
+    }): give the file that begins with -----BEGIN CERTIFICATE----- (the server's certificate, then any intermediates)`;
   }
   try {
     if (cert.checkPrivateKey(createPrivateKey(files.key))) return undefined;
   } catch (error) {
-    return `--tls-key holds no PEM private key (${why(error)})`;
+    return `--tls-key holds no PEM private key (${
+      why(error)
+    }): give the certificate's unencrypted key (a file that begins with -----BEGIN PRIVATE KEY-----; a key with a passphrase cannot be used)`;
   }
-  return "--tls-key does not belong to the first certificate in --tls-cert";
+  return "--tls-key does not belong to the first certificate in --tls-cert: give the key made with that certificate, and put the server's own certificate first in --tls-cert";
+}
+
+/**
+ * Risky but usable certificates (clients such as Deno's and other rustls
+ * ones refuse them): one without subjectAltName (names are checked only
+ * against it, not the CN) and one marked as a CA (`CA:TRUE`, which
+ * `openssl req -x509` sets by default). Call after `tlsProblem` passed.
+ */
+export async function tlsWarnings(files: TlsFiles): Promise<string[]> {
+  const { X509Certificate } = await import("node:crypto");
+  const cert = new X509Certificate(files.cert);
+  const warnings: string[] = [];
+  if (!cert.subjectAltName) {
+    warnings.push(
+      "the --tls-cert certificate has no subjectAltName: many clients check the host name only there and will refuse it; make one with -addext subjectAltName=DNS:your.host",
+    );
+  }
+  if (cert.ca) {
+    warnings.push(
+      "the --tls-cert certificate is a CA certificate (CA:TRUE): many clients refuse it as a server's own; make one with -addext basicConstraints=critical,CA:FALSE",
+    );
+  }
+  return warnings;
 }
 
 /** `::ffff:192.0.2.1` → `192.0.2.1`, so logs and TCPREMOTEIP look the same on dual-stack sockets. */
@@ -164,15 +206,23 @@ export interface TlsTransport extends Transport {
 }
 
 /**
+ * Admission to the TLS handshake: called with the client's address at
+ * accept; returns the function that gives the slot back (called once,
+ * when the handshake ends or the socket closes), or `undefined` to drop
+ * the connection at once.
+ */
+export type HandshakeGate = (ip: string) => (() => void) | undefined;
+
+/**
  * Listen with implicit TLS; clients that do not complete the handshake in
- * time are dropped. At most `maxHandshakes` connections may be in their
- * handshake at once; more are closed at accept, so silent clients cannot
- * pile up descriptors (tcpserver's `-c` counts from accept too).
+ * time are dropped. `gate` decides at accept whether a connection may
+ * start its handshake, so silent clients cannot pile up descriptors
+ * (tcpserver's `-c` counts from accept too).
  */
 export async function listenTls(
   address: ListenAddress,
   files: TlsFiles,
-  maxHandshakes: number,
+  gate: HandshakeGate,
   onConnection: (accepted: Accepted) => void,
   onError: (message: string) => void,
 ): Promise<TlsTransport> {
@@ -182,27 +232,29 @@ export async function listenTls(
     key: files.key,
     handshakeTimeout: TLS_HANDSHAKE_MS,
   });
-  // Connections between accept and the end of their handshake, by peer.
-  const handshaking = new Set<string>();
+  // Connections between accept and the end of their handshake, by peer:
+  // the function that gives their slot back.
+  const handshaking = new Map<string, () => void>();
   const peer = (
     s: { remoteAddress?: string | undefined; remotePort?: number | undefined },
   ) => `${s.remoteAddress}|${s.remotePort}`;
+  const release = (key: string) => {
+    const done = handshaking.get(key);
+    handshaking.delete(key);
+    done?.();
+  };
   server.on("connection", (raw: Socket) => {
-    if (handshaking.size >= maxHandshakes) {
-      onError(
-        `limit reached: ${maxHandshakes} TLS handshakes in progress, ${
-          plainIp(raw.remoteAddress ?? "?")
-        } dropped`,
-      );
+    const done = gate(plainIp(raw.remoteAddress ?? "unknown"));
+    if (!done) {
       raw.destroy();
       return;
     }
     const key = peer(raw);
-    handshaking.add(key);
-    raw.once("close", () => handshaking.delete(key));
+    handshaking.set(key, done);
+    raw.once("close", () => release(key));
   });
   server.on("secureConnection", (socket: TLSSocket) => {
-    handshaking.delete(peer(socket));
+    release(peer(socket));
     onConnection(fromTlsSocket(socket));
   });
   server.on("tlsClientError", (error, socket) => {

@@ -46,6 +46,7 @@ listen=$(trim "${POPPASS_LISTEN-}")
 passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
 pam=$(trim "${POPPASS_PAM-}")
 ldap_url=$(trim "${POPPASS_LDAP_URL-}")
+max_sessions=$(trim "${POPPASS_MAX_SESSIONS-}")
 want=
 for arg do
   case $want in
@@ -53,6 +54,7 @@ for arg do
   passwd-file) passwd_file=$arg want= && continue ;;
   pam) pam=$arg want= && continue ;;
   ldap-url) ldap_url=$arg want= && continue ;;
+  max-sessions) max_sessions=$arg want= && continue ;;
   value) want= && continue ;;
   esac
   case $arg in
@@ -61,12 +63,14 @@ for arg do
   --passwd-file=*) passwd_file=${arg#--passwd-file=} ;;
   --pam=*) pam=${arg#--pam=} ;;
   --ldap-url=*) ldap_url=${arg#--ldap-url=} ;;
+  --max-sessions=*) max_sessions=${arg#--max-sessions=} ;;
   --listen) want=listen ;;
   --passwd-file) want=passwd-file ;;
   --pam) want=pam ;;
   --ldap-url) want=ldap-url ;;
+  --max-sessions) want=max-sessions ;;
   # The options that take no value; every other --name takes the next word.
-  --allow-plaintext | --ldap-starttls | --help | --version) ;;
+  --allow-plaintext | --ldap-starttls | --check-config | --help | --version) ;;
   --*=*) ;;
   --*) want=value ;;
   *) break ;;
@@ -79,8 +83,20 @@ if [ -n "$listen" ]; then
   net=--allow-net
   # One long-lived process: without a cap V8 lets garbage grow RSS to
   # ~180 MiB under load although the live heap stays ~8 MB (measured);
-  # 64 MiB keeps RSS near 90 MiB with room to spare.
-  heap=--v8-flags=--max-old-space-size=64
+  # 64 MiB keeps RSS near 90 MiB with room to spare. More sessions need
+  # more: 16 MiB plus 24 KiB per --max-sessions (HEAP_BASE_MIB and
+  # HEAP_PER_SESSION_KIB in lib/common/limits.ts, measured with
+  # bench/heap.ts), at least 64. A value the program refuses (not a
+  # number, over 100000) keeps 64: the program then says what is wrong.
+  mib=64
+  case $max_sessions in
+  '' | 0* | *[!0-9]* | ???????*) ;;
+  *)
+    need=$((16 + (max_sessions * 24 + 1023) / 1024))
+    [ "$need" -gt "$mib" ] && mib=$need
+    ;;
+  esac
+  heap=--v8-flags=--max-old-space-size=$mib
 fi
 # The LDAP store connects to its directory servers in both modes.
 [ -n "$ldap_url" ] && net=--allow-net

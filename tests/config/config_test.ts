@@ -92,9 +92,12 @@ Deno.test("parseInvocation() takes every limit from options or POPPASS_* variabl
     POPPASS_CHILD_TIMEOUT: "10",
     POPPASS_MAX_SESSIONS: "5",
     POPPASS_MAX_PER_IP: "0",
+    POPPASS_PER_IP_PREFIX6: "56",
   };
   const config = run([
     "--idle-timeout=7",
+    "--per-ip-prefix4",
+    "24",
     "--max-line",
     "600",
     "host",
@@ -108,11 +111,36 @@ Deno.test("parseInvocation() takes every limit from options or POPPASS_* variabl
     childTimeoutMs: 10_000,
     maxSessions: 5,
     maxPerIp: 0,
+    perIpPrefix4: 24,
+    perIpPrefix6: 56,
   });
   assert.deepEqual(
     run(["host", "/bin/check"], { ...BASE, POPPASS_FAIL_DELAY: "" }).limits,
     DEFAULT_LIMITS,
   );
+});
+
+Deno.test("parseInvocation() answers --check-config with the checked config", () => {
+  const invocation = parseInvocation(
+    ["--check-config", "host", "/bin/check", "/bin/true"],
+    envOf(BASE),
+    probe,
+  );
+  assert.equal(invocation.kind, "check");
+  assert.equal(
+    invocation.kind === "check" ? invocation.config.warnings.length : -1,
+    1,
+  );
+});
+
+Deno.test("parseInvocation() warns when PASSWORD_COMMAND is set beside --passwd-file", () => {
+  const warnings = (vars: Record<string, string>) =>
+    run(["--passwd-file", "/etc/users", "host"], vars).warnings;
+  assert.deepEqual(warnings(BASE), [
+    "PASSWORD_COMMAND is set but not used: the passwd-file store writes new passwords itself; unset it to silence this",
+  ]);
+  assert.deepEqual(warnings({ PATH: "/bin", PASSWORD_COMMAND: " " }), []);
+  assert.deepEqual(warnings({ PATH: "/bin" }), []);
 });
 
 Deno.test("parseInvocation() warns when the chain ends in true", () => {
@@ -315,6 +343,28 @@ Deno.test("parseInvocation() refuses mistakes with one clear message", async (t)
       ...BASE,
       POPPASS_MAX_SESSIONS: "lots",
     }, /--max-sessions/],
+    [
+      "an IPv4 prefix over 32",
+      ["--per-ip-prefix4", "33", "host", "/bin/check"],
+      BASE,
+      /--per-ip-prefix4: expected a whole number from 1 to 32, got "33"/,
+    ],
+    ["an IPv6 prefix of 0", ["host", "/bin/check"], {
+      ...BASE,
+      POPPASS_PER_IP_PREFIX6: "0",
+    }, /--per-ip-prefix6: expected a whole number from 1 to 128, got "0"/],
+    [
+      "--passwd-file without a hostname: the passwd-file usage",
+      ["--passwd-file", "/etc/users"],
+      BASE,
+      /^missing hostname \(usage: qmail-poppass \[options\] --passwd-file FILE hostname\)$/,
+    ],
+    [
+      "--check-config takes no value",
+      ["--check-config=1", "host", "/bin/check"],
+      BASE,
+      /--check-config takes no value/,
+    ],
     [
       "a zero deadline",
       ["--idle-timeout", "0", "host", "/bin/check"],

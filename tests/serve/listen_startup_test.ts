@@ -85,6 +85,11 @@ Deno.test("a TLS listener will not start with a certificate and key it cannot us
     junk,
     "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
   );
+  const badKey = scratch.path("bad.key");
+  await Deno.writeTextFile(
+    badKey,
+    "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+  );
   const cases: [string, string, string, RegExp][] = [
     [
       "no certificate in --tls-cert",
@@ -95,8 +100,26 @@ Deno.test("a TLS listener will not start with a certificate and key it cannot us
     [
       "no key in --tls-key",
       one.certFile,
-      junk,
-      /--tls-key holds no PEM private key/,
+      one.certFile,
+      /--tls-key names a certificate, not a private key: give the certificate's unencrypted key/,
+    ],
+    [
+      "a broken key in --tls-key",
+      one.certFile,
+      badKey,
+      /--tls-key holds no PEM private key \(.*\): give the certificate's unencrypted key/,
+    ],
+    [
+      "certificate and key swapped",
+      one.keyFile,
+      one.certFile,
+      /fatal: --tls-cert and --tls-key are swapped: --tls-cert names the private key and --tls-key the certificate; exchange the two file names$/,
+    ],
+    [
+      "a key as the certificate",
+      one.keyFile,
+      one.keyFile,
+      /--tls-cert names a private key, not a certificate: give the file that begins with -----BEGIN CERTIFICATE-----/,
     ],
     [
       "the key of another certificate",
@@ -160,5 +183,63 @@ Deno.test("an address that cannot be bound exits 111 with one line naming it", a
         );
       },
     );
+  }
+});
+
+/** A port free on 0.0.0.0 and on [::] at the time of the call. */
+function freePort(): number {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const v4 = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const port = (v4.addr as Deno.NetAddr).port;
+    v4.close();
+    try {
+      Deno.listen({ hostname: "::", port }).close();
+      return port;
+    } catch {
+      // taken on IPv6: try another
+    }
+  }
+  throw new Error("no port free on both 0.0.0.0 and [::]");
+}
+
+// Issue 18 item 8: the example listen line of the packaged
+// /etc/default/qmail-poppass failed with EADDRINUSE, because Deno's [::]
+// socket also takes IPv4.
+Deno.test("the shipped POPPASS_LISTEN example (0.0.0.0 and [::] on one port) starts and serves both families", async (t) => {
+  const shipped = await Deno.readTextFile(
+    new URL("../../packaging/systemd/qmail-poppass.default", import.meta.url),
+  );
+  const line = /^#?POPPASS_LISTEN=(.*)$/m.exec(shipped)?.[1];
+  assert.equal(line, "0.0.0.0:106 [::]:106");
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "example");
+  for (const order of [line, "[::]:106 0.0.0.0:106"]) {
+    await t.step(`POPPASS_LISTEN="${order}" (port 106 replaced)`, async () => {
+      const port = freePort();
+      await using server = await Server.start({
+        options: [],
+        check: [scratch.script("ok")],
+        password: scratch.script("ok"),
+        env: {
+          POPPASS_LISTEN: order.replaceAll(":106", `:${port}`),
+          POPPASS_TLS_CERT: cert.certFile,
+          POPPASS_TLS_KEY: cert.keyFile,
+        },
+      });
+      assert.deepEqual(server.grep(/fatal|in use/i), []);
+      for (const hostname of ["127.0.0.1", "::1"]) {
+        await using c = await Client.connect({
+          hostname,
+          port,
+          caCerts: [cert.pem],
+        });
+        assert.equal(
+          await c.line(),
+          greeting(),
+          `${hostname}: ${c.error}\n${server.logs.join("\n")}`,
+        );
+        assert.equal(await c.ask("quit"), R.bye);
+      }
+    });
   }
 });

@@ -91,7 +91,7 @@ export interface Cert {
 export async function makeCert(scratch: Scratch, name: string): Promise<Cert> {
   const certFile = scratch.path(`${name}.crt`);
   const keyFile = scratch.path(`${name}.key`);
-  const subject = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+  const subject = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1";
   const usage = "basicConstraints=critical,CA:FALSE";
   await run(
     ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
