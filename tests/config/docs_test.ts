@@ -46,7 +46,8 @@ Deno.test("man page: SEE ALSO names Debian pages, and says where the others live
   const [debian, others] = see.split("Not packaged by Debian:");
   assert.ok(others, "SEE ALSO says which pages Debian does not ship");
   // Pages shipped by Debian packages (ucspi-tcp, daemontools, systemd,
-  // dovecot-core, fail2ban).
+  // dovecot-core, fail2ban, libpam-runtime, libpam-modules, slapd,
+  // ldap-utils).
   const known = new Set([
     "tcpserver(1)",
     "tcprules(1)",
@@ -57,6 +58,10 @@ Deno.test("man page: SEE ALSO names Debian pages, and says where the others live
     "systemd.exec(5)",
     "doveadm-pw(1)",
     "fail2ban-regex(1)",
+    "pam(8)",
+    "pam_unix(8)",
+    "slapd(8)",
+    "ldapwhoami(1)",
   ]);
   const named = debian!.replaceAll("\\-", "-").match(/[\w.-]+\(\d\)/g) ?? [];
   assert.ok(named.length > 0);
