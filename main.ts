@@ -31,6 +31,8 @@ import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
+import { describeTarget } from "./lib/stores/sql/url.ts";
+import { SQL_POOL_SIZE } from "./lib/common/limits.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -148,13 +150,14 @@ async function readTlsFiles(
 function backendText(config: Config): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
+  if (backend.kind === "sql") return `sql ${describeTarget(backend.sql.target)}`;
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
     : `fd-3 helper ${backend.helper}`;
 }
 
-/** The external programs, or the built-in passwd-file back end. */
+/** The external programs, or a built-in back end (passwd-file, SQL). */
 async function createBackend(
   config: Config,
   log: (message: string) => void,
@@ -168,6 +171,19 @@ async function createBackend(
       childTimeoutMs: config.limits.childTimeoutMs,
       ...(backend.helper === undefined ? {} : { helper: backend.helper }),
       ...(spawner === undefined ? {} : { spawner }),
+    });
+  }
+  if (backend.kind === "sql") {
+    // The drivers load only here; stdio mode makes one connection, lazily.
+    const { createSqlBackend } = await import("./lib/stores/sql/backend.ts");
+    const listen = config.mode.kind === "listen";
+    return await createSqlBackend({
+      ...backend.sql,
+      scheme: backend.scheme,
+      minPasswordLength: backend.minPasswordLength,
+      poolSize: listen ? SQL_POOL_SIZE : 1,
+      probe: listen,
+      log,
     });
   }
   try {

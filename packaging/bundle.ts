@@ -24,6 +24,7 @@ export const LAZY_MODULES: readonly { path: string; fn: string }[] = [
     path: "./lib/stores/passwdfile/backend.ts",
     fn: "embeddedPasswdFileModule",
   },
+  { path: "./lib/stores/sql/backend.ts", fn: "embeddedSqlModule" },
 ];
 
 async function bundle(args: string[]): Promise<void> {

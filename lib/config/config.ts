@@ -17,6 +17,7 @@ import {
   UsageError,
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
+import { parseSqlSettings, type SqlSettings } from "../stores/sql/config.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -40,6 +41,12 @@ export type BackendConfig =
   | {
     readonly kind: "passwdFile";
     readonly path: string;
+    readonly scheme: PasswdScheme;
+    readonly minPasswordLength: number;
+  }
+  | {
+    readonly kind: "sql";
+    readonly sql: SqlSettings;
     readonly scheme: PasswdScheme;
     readonly minPasswordLength: number;
   };
@@ -99,7 +106,9 @@ export function parseInvocation(
   }
   const warnings: string[] = [];
   const mode = parseMode(options, get);
-  const backend = parseBackend(get, chain, env, probe, warnings, mode.kind);
+  const backend = parseBackend(get, chain, env, probe, warnings, mode.kind, [
+    ...options.keys(),
+  ]);
   return {
     kind: "run",
     config: {
@@ -152,7 +161,10 @@ function parseBackend(
   probe: FileProbe,
   warnings: string[],
   mode: Config["mode"]["kind"],
+  onArgv: readonly string[],
 ): BackendConfig {
+  const sql = parseSqlSettings(get, chain, warnings, onArgv);
+  if (sql) return { kind: "sql", sql, ...policy(get) };
   const passwdFile = get("passwd-file");
   const helperWord = get("fd3-helper");
   // Used in listen mode only, like --max-sessions: one process per
@@ -231,6 +243,19 @@ function parseBackend(
     setArgv,
     ...(helper === undefined ? {} : { helper }),
     ...(spawner === undefined ? {} : { spawner }),
+  };
+}
+
+/** --passwd-scheme and --min-password-length, for the built-in stores. */
+function policy(get: (name: string) => string | undefined) {
+  return {
+    scheme: parseScheme(get("passwd-scheme") ?? "ARGON2ID"),
+    minPasswordLength: parseCount(
+      "min-password-length",
+      get("min-password-length") ?? "8",
+      1,
+      512,
+    ),
   };
 }
 

@@ -1,0 +1,30 @@
+/**
+ * What the SQL store needs from a database driver: rows of one query, and
+ * one update in a transaction that commits only when it touched exactly
+ * one row.
+ *
+ * @module
+ */
+
+/** One open pool (or single connection) to one database. */
+export interface Driver {
+  /** Run a query with bound parameters; rows as arrays of column values. */
+  select(text: string, params: readonly string[]): Promise<unknown[][]>;
+  /**
+   * Run an update with bound parameters in a transaction: commit when it
+   * touched exactly one row, else roll back. Resolves to the row count.
+   */
+  updateOne(text: string, params: readonly string[]): Promise<number>;
+  /** Close every connection; never throws. */
+  close(): Promise<void>;
+}
+
+/** How a driver is opened. */
+export interface DriverOptions {
+  /** Connections at most (1 in stdio mode). */
+  readonly poolSize: number;
+  /** Deadline for opening one connection. */
+  readonly connectTimeoutMs: number;
+  /** Deadline for one statement, for drivers that can ask the server. */
+  readonly queryTimeoutMs: number;
+}

@@ -1,0 +1,58 @@
+/**
+ * SQLite through Deno's built-in `node:sqlite` (no npm package). Calls
+ * are synchronous; a locked database is waited for up to the query
+ * timeout.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import type { Driver, DriverOptions } from "./driver.ts";
+import type { SqlTarget } from "./url.ts";
+
+/** Open the database file lazily, at the first statement. */
+export function openSqlite(
+  target: Extract<SqlTarget, { kind: "sqlite" }>,
+  options: DriverOptions,
+): Driver {
+  let db: DatabaseSync | undefined;
+  const open = () => {
+    if (!db) {
+      try {
+        Deno.statSync(target.path);
+      } catch {
+        throw new Error(`${target.path} does not exist`);
+      }
+      db = new DatabaseSync(target.path, { timeout: options.queryTimeoutMs });
+    }
+    return db;
+  };
+  return {
+    select(text, params) {
+      return Promise.resolve().then(() => {
+        return open().prepare(text).all(...params).map((row) =>
+          Object.values(row as Record<string, unknown>)
+        );
+      });
+    },
+    updateOne(text, params) {
+      return Promise.resolve().then(() => {
+        const d = open();
+        d.exec("BEGIN IMMEDIATE");
+        try {
+          const count = Number(d.prepare(text).run(...params).changes);
+          d.exec(count === 1 ? "COMMIT" : "ROLLBACK");
+          return count;
+        } catch (error) {
+          if (d.isTransaction) d.exec("ROLLBACK");
+          throw error;
+        }
+      });
+    },
+    close() {
+      db?.close();
+      db = undefined;
+      return Promise.resolve();
+    },
+  };
+}
