@@ -32,6 +32,7 @@ import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
 import { describeTarget } from "./lib/stores/sql/url.ts";
+import { sqlPermissionProblem } from "./lib/stores/sql/config.ts";
 import { SQL_POOL_SIZE } from "./lib/common/limits.ts";
 
 /** Our exit codes. */
@@ -150,7 +151,9 @@ async function readTlsFiles(
 function backendText(config: Config): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
-  if (backend.kind === "sql") return `sql ${describeTarget(backend.sql.target)}`;
+  if (backend.kind === "sql") {
+    return `sql ${describeTarget(backend.sql.target)}`;
+  }
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
@@ -174,6 +177,8 @@ async function createBackend(
     });
   }
   if (backend.kind === "sql") {
+    const problem = sqlPermissionProblem(backend.sql.target);
+    if (problem) throw new UsageError(problem);
     // The drivers load only here; stdio mode makes one connection, lazily.
     const { createSqlBackend } = await import("./lib/stores/sql/backend.ts");
     const listen = config.mode.kind === "listen";

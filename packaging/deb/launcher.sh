@@ -6,6 +6,11 @@
 #   listen mode            --allow-net          (--listen, POPPASS_LISTEN)
 #   built-in passwd-file   --allow-write=DIR    (--passwd-file, POPPASS_PASSWD_FILE;
 #                                                DIR = the file's real folder)
+#   built-in SQL store     --allow-net          (--sql-url, --sql-url-file, their
+#                                                POPPASS_ variables), and
+#                          --allow-write=PATH   for a unix socket (PostgreSQL
+#                                                ?host=/DIR, MySQL ?socket=/FILE)
+#                                                or an SQLite file's folder
 #
 # Deno.kill of a child's process group needs the unscoped --allow-run; the
 # checkpassword programs and TLS files may live anywhere, hence --allow-read.
@@ -41,17 +46,25 @@ trim() {
 }
 listen=$(trim "${POPPASS_LISTEN-}")
 passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
+sql_url=$(trim "${POPPASS_SQL_URL-}")
+sql_url_file=$(trim "${POPPASS_SQL_URL_FILE-}")
 want=
 for arg do
   case $want in
   listen) listen=$arg want= && continue ;;
   passwd-file) passwd_file=$arg want= && continue ;;
+  sql-url) sql_url=$arg want= && continue ;;
+  sql-url-file) sql_url_file=$arg want= && continue ;;
   value) want= && continue ;;
   esac
   case $arg in
   --) break ;;
   --listen=*) listen=${arg#--listen=} ;;
   --passwd-file=*) passwd_file=${arg#--passwd-file=} ;;
+  --sql-url=*) sql_url=${arg#--sql-url=} ;;
+  --sql-url-file=*) sql_url_file=${arg#--sql-url-file=} ;;
+  --sql-url) want=sql-url ;;
+  --sql-url-file) want=sql-url-file ;;
   --listen) want=listen ;;
   --passwd-file) want=passwd-file ;;
   # The options that take no value; every other --name takes the next word.
@@ -77,8 +90,10 @@ fi
 # POPPASS_FD3_HELPER that is set wins, even empty (empty = the /bin/sh
 # shim), and so does --fd3-helper; passwd-file runs no programs, so it
 # gets none.
+# The built-in stores (passwd-file, SQL) run no programs.
+builtin=$passwd_file$sql_url$sql_url_file
 helper=/usr/lib/qmail-poppass/fd3exec
-if [ -z "$passwd_file" ] && [ -z "${POPPASS_FD3_HELPER+set}" ] &&
+if [ -z "$builtin" ] && [ -z "${POPPASS_FD3_HELPER+set}" ] &&
   [ -x "$helper" ]; then
   POPPASS_FD3_HELPER=$helper
   export POPPASS_FD3_HELPER
@@ -87,7 +102,7 @@ fi
 # server then never spawns a process itself. The same rules apply to
 # POPPASS_FD3_SPAWNER (empty = not used) and --fd3-spawner.
 spawner=/usr/lib/qmail-poppass/fd3spawn
-if [ -n "$listen" ] && [ -z "$passwd_file" ] &&
+if [ -n "$listen" ] && [ -z "$builtin" ] &&
   [ -z "${POPPASS_FD3_SPAWNER+set}" ] && [ -x "$spawner" ]; then
   POPPASS_FD3_SPAWNER=$spawner
   export POPPASS_FD3_SPAWNER
@@ -105,6 +120,35 @@ if [ -n "$passwd_file" ]; then
   folder=$(printf '%s\n' "$folder" | sed 's/,/,,/g' && echo x)
   folder=${folder%?x}
   write=--allow-write=$folder
+fi
+if [ -n "$sql_url$sql_url_file" ]; then
+  net=--allow-net
+  # The URL is read here only to find a path to grant; the program
+  # checks it. A file's first line is the URL.
+  if [ -n "$sql_url_file" ]; then
+    sql_url=$(sed -n '1{s/^[[:space:]]*//;s/[[:space:]]*$//;p;}' -- "$sql_url_file" 2>/dev/null)
+  fi
+  path=
+  case $sql_url in
+  postgres://* | postgresql://*)
+    dir=$(printf '%s\n' "$sql_url" | sed -n 's|^[^?]*?\(.*&\)\{0,1\}host=\(/[^&#]*\).*$|\2|p')
+    port=$(printf '%s\n' "$sql_url" | sed -n 's|^[^?]*?\(.*&\)\{0,1\}port=\([0-9]*\).*$|\2|p')
+    [ -n "$port" ] || port=$(printf '%s\n' "$sql_url" | sed -n 's,^[^/]*//[^/]*:\([0-9][0-9]*\)/.*$,\1,p')
+    [ -n "$dir" ] && path=$dir/.s.PGSQL.${port:-5432}
+    ;;
+  mysql://* | mariadb://*)
+    path=$(printf '%s\n' "$sql_url" | sed -n 's|^[^?]*?\(.*&\)\{0,1\}socket=\(/[^&#]*\).*$|\2|p')
+    ;;
+  sqlite:///*)
+    file=${sql_url#sqlite://}
+    path=$(dirname -- "$file")
+    ;;
+  esac
+  if [ -n "$path" ]; then
+    path=$(printf '%s\n' "$path" | sed 's/,/,,/g' && echo x)
+    path=${path%?x}
+    write=--allow-write=$path
+  fi
 fi
 
 exec "$runtime" run --no-config --no-remote --no-npm --no-prompt \

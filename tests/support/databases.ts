@@ -240,8 +240,11 @@ abstract class Base implements TestDatabase {
         throw new Error(`${this.kind} ${pid} did not exit on ${signal}`);
       }),
     ]);
-    await waitFor("server processes to go", EXIT_MS, () =>
-      Promise.resolve(kids.every((k) => !running(k))));
+    await waitFor(
+      "server processes to go",
+      EXIT_MS,
+      () => Promise.resolve(kids.every((k) => !running(k))),
+    );
     this.#child = undefined;
     this.#status = undefined;
   }

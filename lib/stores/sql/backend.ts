@@ -17,8 +17,8 @@ import {
   type WriteScheme,
 } from "../../hash/mod.ts";
 import {
-  MAX_CONCURRENT_HASHES,
   limiter,
+  MAX_CONCURRENT_HASHES,
   refuseNewPassword,
 } from "../passwdfile/backend.ts";
 import {
@@ -45,7 +45,7 @@ export interface SqlBackendOptions {
   readonly poolSize: number;
   /** Connect at startup to tell the admin early (listen mode); a failure is a warning. */
   readonly probe: boolean;
-  /** One line per call, never containing a password. */
+  /** For the startup warning; session outcomes are logged by the session. */
   readonly log: (line: string) => void;
   /** Deadlines; the limits.ts values when absent (tests shorten them). */
   readonly connectTimeoutMs?: number;
@@ -127,7 +127,6 @@ export async function createSqlBackend(
     const reason = error instanceof DatabaseTrouble
       ? error.message
       : `${where}: ${describe(error)}`;
-    log(`database trouble: ${reason}`);
     return { kind: "temporary", reason };
   };
 
@@ -146,7 +145,8 @@ export async function createSqlBackend(
     try {
       rows = await step(
         "password query",
-        (d) => d.select(selectText, bind(options.passwordQuery, valuesOf(name))),
+        (d) =>
+          d.select(selectText, bind(options.passwordQuery, valuesOf(name))),
       );
     } catch (error) {
       return trouble(error);
@@ -154,7 +154,6 @@ export async function createSqlBackend(
     if (rows.length > 1) {
       const reason =
         `${where}: the password query returned ${rows.length} rows for one user; fix the query or the data`;
-      log(reason);
       return { kind: "temporary", reason };
     }
     const stored = rows.length === 1 ? text(rows[0]![0]) : undefined;
@@ -220,7 +219,6 @@ export async function createSqlBackend(
       if (count !== 1) {
         const reason =
           `${where}: the update query touched ${count} rows, not 1; rolled back`;
-        log(reason);
         return { kind: "temporary", reason };
       }
       return { kind: "ok" };

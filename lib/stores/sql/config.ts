@@ -64,13 +64,17 @@ export function parseSqlSettings(
       const info = Deno.statSync(file);
       if (((info.mode ?? 0) & 0o077) !== 0) {
         warnings.push(
-          `--sql-url-file ${quote(file)} is readable by group or others; chmod 600 it`,
+          `--sql-url-file ${
+            quote(file)
+          } is readable by group or others; chmod 600 it`,
         );
       }
       text = Deno.readTextFileSync(file).trim();
     } catch (error) {
       throw new UsageError(
-        `cannot read --sql-url-file ${quote(file)}: ${(error as Error).message}`,
+        `cannot read --sql-url-file ${quote(file)}: ${
+          (error as Error).message
+        }`,
       );
     }
   } else {
@@ -100,4 +104,45 @@ export function parseSqlSettings(
     ),
     updateQuery,
   };
+}
+
+/**
+ * The Deno permission the store lacks to reach `target`, as a sentence
+ * naming the flag, or undefined. Checked before the driver loads: a
+ * driver that meets a missing permission mid-connect can fail outside
+ * any promise the server awaits.
+ */
+export function sqlPermissionProblem(target: SqlTarget): string | undefined {
+  const lacks = (descriptor: Deno.PermissionDescriptor) =>
+    Deno.permissions.querySync(descriptor).state !== "granted";
+  switch (target.kind) {
+    case "postgresql": {
+      if (target.socketDir !== undefined) {
+        const path = `${target.socketDir}/.s.PGSQL.${target.port}`;
+        return lacks({ name: "write", path })
+          ? `the SQL store needs --allow-write=${path} to connect to its socket`
+          : undefined;
+      }
+      return lacks({ name: "net", host: `${target.host}:${target.port}` })
+        ? `the SQL store needs --allow-net to reach ${target.host}:${target.port}`
+        : undefined;
+    }
+    case "mysql":
+      if (target.socket !== undefined) {
+        return lacks({ name: "write", path: target.socket })
+          ? `the SQL store needs --allow-write=${target.socket} to connect to its socket`
+          : undefined;
+      }
+      return lacks({ name: "net", host: `${target.host}:${target.port}` })
+        ? `the SQL store needs --allow-net to reach ${target.host}:${target.port}`
+        : undefined;
+    case "sqlite": {
+      const folder = target.path.replace(/\/[^/]*$/, "") || "/";
+      // SQLite writes a journal next to the file.
+      return lacks({ name: "write", path: folder }) ||
+          lacks({ name: "read", path: folder })
+        ? `the SQL store needs --allow-read and --allow-write=${folder} for ${target.path} and its journal`
+        : undefined;
+    }
+  }
 }

@@ -5,7 +5,11 @@
  * @module
  */
 
-import { createPool, type PoolConnection, type ResultSetHeader } from "mysql2/promise";
+import {
+  createPool,
+  type PoolConnection,
+  type ResultSetHeader,
+} from "mysql2/promise";
 import type { Driver, DriverOptions } from "./driver.ts";
 import type { SqlTarget } from "./url.ts";
 
@@ -63,7 +67,9 @@ export function openMysql(
 
 function sslOption(
   target: Extract<SqlTarget, { kind: "mysql" }>,
-): { rejectUnauthorized: boolean; checkServerIdentity?: () => undefined } | undefined {
+):
+  | { rejectUnauthorized: boolean; checkServerIdentity?: () => undefined }
+  | undefined {
   switch (target.sslMode) {
     case "DISABLED":
     case "PREFERRED":

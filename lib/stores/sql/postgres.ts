@@ -17,7 +17,9 @@ export function openPostgres(
   const sql = postgres({
     host: target.host ?? "localhost",
     port: target.port,
-    ...(onSocket ? { path: `${target.socketDir}/.s.PGSQL.${target.port}` } : {}),
+    ...(onSocket
+      ? { path: `${target.socketDir}/.s.PGSQL.${target.port}` }
+      : {}),
     database: target.database,
     username: target.user,
     ...(target.password === undefined ? {} : { password: target.password }),
@@ -75,7 +77,11 @@ function sslOption(
     case "require":
       return target.sslmode;
     case "verify-ca":
-      return { ...ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+      return {
+        ...ca,
+        rejectUnauthorized: true,
+        checkServerIdentity: () => undefined,
+      };
     case "verify-full":
       return { ...ca, rejectUnauthorized: true };
   }

@@ -67,9 +67,11 @@ export function compileQuery(
       }
       const name = next as Placeholder;
       if (!allowed.includes(name)) {
-        fail(`%${name} has no value in this query (it may use ${
-          allowed.map((p) => "%" + p).join(" ")
-        })`);
+        fail(
+          `%${name} has no value in this query (it may use ${
+            allowed.map((p) => "%" + p).join(" ")
+          })`,
+        );
       }
       // Dovecot-style '%u': the quotes go, the value is still a parameter.
       if (inQuote === "'" && current.endsWith("'") && text[i + 2] === "'") {
@@ -93,7 +95,11 @@ export function compileQuery(
       else if (ch === "?") {
         fail("a bare ? would be taken for a parameter: use %u %n %d %w");
       } else if (ch === "$" && /\d/.test(text[i + 1] ?? "")) {
-        fail(`${quote(text.slice(i, i + 2))} would be taken for a parameter: use %u %n %d %w`);
+        fail(
+          `${
+            quote(text.slice(i, i + 2))
+          } would be taken for a parameter: use %u %n %d %w`,
+        );
       } else if (ch === ";" && text.slice(i + 1).trim() !== "") {
         fail("one statement only");
       }

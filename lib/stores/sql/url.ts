@@ -157,7 +157,9 @@ export function parseSqlUrl(text: string): SqlTarget {
       if (portParam !== undefined) {
         if (rawPort) fail("port given twice");
         const n = /^\d+$/.test(portParam) ? Number(portParam) : NaN;
-        if (!(n >= 1 && n <= 65_535)) fail(`port ${quote(portParam)} out of range`);
+        if (!(n >= 1 && n <= 65_535)) {
+          fail(`port ${quote(portParam)} out of range`);
+        }
         portNumber = n;
       }
       const onSocket = socketDir !== undefined && socketDir.startsWith("/");
@@ -215,7 +217,9 @@ export function parseSqlUrl(text: string): SqlTarget {
     }
     default:
       return fail(
-        `unknown scheme ${quote(scheme!)}: expected postgresql, mysql or sqlite`,
+        `unknown scheme ${
+          quote(scheme!)
+        }: expected postgresql, mysql or sqlite`,
       );
   }
 }
@@ -228,7 +232,9 @@ export function hasPassword(target: SqlTarget): boolean {
 
 /** The URL with any password replaced by `***`, for logs and errors. */
 export function shown(text: string): string {
-  return quote(text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^@/?#]*@/i, "$1:***@"));
+  return quote(
+    text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^@/?#]*@/i, "$1:***@"),
+  );
 }
 
 /** Where the store connects, for the startup line (no password). */
