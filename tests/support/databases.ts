@@ -7,7 +7,7 @@
  * @module
  */
 
-import { sleep } from "./talk.ts";
+import { sleep, withTimeout } from "./talk.ts";
 
 /** The line that installs what these servers need. */
 export const DATABASE_APT_LINE = "apt-get install postgresql mariadb-server";
@@ -234,12 +234,11 @@ abstract class Base implements TestDatabase {
         Deno.kill(k, signal);
       } catch { /* gone */ }
     }
-    await Promise.race([
-      this.#status,
-      sleep(EXIT_MS).then(() => {
-        throw new Error(`${this.kind} ${pid} did not exit on ${signal}`);
-      }),
-    ]);
+    await withTimeout(
+      this.#status!,
+      EXIT_MS,
+      `${this.kind} ${pid} to exit on ${signal}`,
+    );
     await waitFor(
       "server processes to go",
       EXIT_MS,

@@ -1,0 +1,574 @@
+/**
+ * The SQL store against real PostgreSQL and MariaDB servers started from
+ * Debian's packages in temporary folders (tests/support/databases.ts), and
+ * against SQLite through node:sqlite: PostfixAdmin's schema with the
+ * default queries, a custom schema with custom queries, hashes made by
+ * `doveadm pw` and checked by `doveadm pw -t` after each change, SQL
+ * injection through user names, more than one row, 20 changes at once, and
+ * a database killed and restarted under the store.
+ */
+
+import assert from "node:assert/strict";
+import type { Backend, Outcome, Peer } from "../../../lib/stores/backend.ts";
+import {
+  createSqlBackend,
+  type SqlBackend,
+} from "../../../lib/stores/sql/backend.ts";
+import { parseSqlUrl } from "../../../lib/stores/sql/url.ts";
+import {
+  compileQuery,
+  DEFAULT_PASSWORD_QUERY,
+  DEFAULT_UPDATE_QUERY,
+} from "../../../lib/stores/sql/query.ts";
+import type { WriteScheme } from "../../../lib/hash/mod.ts";
+import {
+  Mariadb,
+  mariadbMissing,
+  Postgres,
+  postgresMissing,
+  type TestDatabase,
+} from "../../support/databases.ts";
+import { hasTool } from "../../support/tools.ts";
+import {
+  CUSTOM_QUERIES,
+  CUSTOM_SCHEMA,
+  lit,
+  postfixadminMailbox,
+  postfixadminSchema,
+} from "./schemas.ts";
+
+const DOVEADM = hasTool("doveadm");
+const enc = (s: string) => new TextEncoder().encode(s);
+const peer: Peer = { remoteIp: "127.0.0.1", env: {} };
+const OK: Outcome = { kind: "ok" };
+
+/** `doveadm pw -s SCHEME`: a hash as Dovecot makes it. */
+async function doveadmHash(scheme: string, password: string): Promise<string> {
+  const out = await new Deno.Command("doveadm", {
+    args: ["pw", "-s", scheme, "-p", password],
+    stdin: "null",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+/** `doveadm pw -t HASH -p PASSWORD`: does Dovecot accept it? */
+async function doveadmAccepts(
+  hash: string,
+  password: string,
+): Promise<boolean> {
+  const out = await new Deno.Command("doveadm", {
+    args: ["pw", "-t", hash, "-p", password],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return out.code === 0;
+}
+
+interface Make {
+  password?: string;
+  update?: string;
+  scheme?: WriteScheme;
+  poolSize?: number;
+  queryTimeoutMs?: number;
+}
+
+async function store(url: string, options: Make = {}): Promise<SqlBackend> {
+  return await createSqlBackend({
+    target: parseSqlUrl(url),
+    passwordQuery: compileQuery(
+      "sql-password-query",
+      options.password ?? DEFAULT_PASSWORD_QUERY,
+      ["u", "n", "d"],
+    ),
+    updateQuery: compileQuery(
+      "sql-update-query",
+      options.update ?? DEFAULT_UPDATE_QUERY,
+      ["u", "n", "d", "w"],
+    ),
+    scheme: options.scheme ?? "SHA512-CRYPT",
+    minPasswordLength: 8,
+    poolSize: options.poolSize ?? 4,
+    probe: false,
+    log: () => {},
+    ...(options.queryTimeoutMs
+      ? { queryTimeoutMs: options.queryTimeoutMs }
+      : {}),
+  });
+}
+
+const check = (b: Backend, user: string, pw: string) =>
+  b.check(enc(user), enc(pw), peer);
+const change = (b: Backend, user: string, old: string, pw: string) =>
+  b.change(enc(user), enc(old), enc(pw), peer);
+
+async function storedHash(
+  db: TestDatabase,
+  user: string,
+  query = "SELECT password FROM mailbox WHERE username = ",
+): Promise<string> {
+  return (await db.sql("mail", `${query}${lit(user)};`)).trim();
+}
+
+function kindOf(outcome: Outcome): string {
+  return outcome.kind;
+}
+
+const DATABASES: {
+  name: string;
+  missing: () => string | undefined;
+  create: () => Promise<TestDatabase>;
+}[] = [
+  {
+    name: "PostgreSQL",
+    missing: postgresMissing,
+    create: () => Postgres.create(["mail"]),
+  },
+  {
+    name: "MariaDB",
+    missing: mariadbMissing,
+    create: () => Mariadb.create(["mail"]),
+  },
+];
+
+for (const { name, missing, create } of DATABASES) {
+  const skip = missing() ??
+    (DOVEADM ? undefined : "doveadm is missing: apt-get install dovecot-core");
+  Deno.test({
+    name: `${name}: the SQL store on a real server${
+      skip ? ` (skipped: ${skip})` : ""
+    }`,
+    ignore: skip !== undefined,
+    async fn(t) {
+      await using db = await create();
+      const url = db.url("mail");
+      await db.sql("mail", postfixadminSchema(db.kind));
+      await db.sql(
+        "mail",
+        "INSERT INTO domain (domain) VALUES ('example.org'), ('example.net');",
+      );
+
+      await t.step(
+        "PostfixAdmin schema, default queries, doveadm hashes",
+        async () => {
+          const users: [string, string, string][] = [
+            ["sha@example.org", "SHA512-CRYPT", "old-sha-pw"],
+            ["blf@example.org", "BLF-CRYPT", "old-blf-pw"],
+            ["argon@example.org", "ARGON2ID", "old-argon-pw"],
+            ["plain@example.org", "PLAIN", "old-plain-pw"],
+          ];
+          for (const [user, scheme, pw] of users) {
+            await db.sql(
+              "mail",
+              postfixadminMailbox(user, await doveadmHash(scheme, pw)),
+            );
+          }
+          await db.sql(
+            "mail",
+            postfixadminMailbox(
+              "gone@example.org",
+              await doveadmHash("SHA512-CRYPT", "old-gone-pw"),
+              false,
+            ),
+          );
+          await using b = await closing(await store(url));
+          for (const [user, scheme, pw] of users) {
+            assert.deepEqual(await check(b, user, pw), OK, `${user} ${scheme}`);
+            assert.deepEqual(await check(b, user, pw + "x"), {
+              kind: "rejected",
+              reason: "wrong password",
+            });
+            const next = `new-${scheme}-pw`;
+            assert.deepEqual(await change(b, user, pw, next), OK, user);
+            const hash = await storedHash(db, user);
+            assert.match(hash, /^\{SHA512-CRYPT\}\$6\$/);
+            assert.ok(
+              await doveadmAccepts(hash, next),
+              `doveadm accepts ${user}`,
+            );
+            assert.ok(!(await doveadmAccepts(hash, pw)));
+            assert.deepEqual(await check(b, user, next), OK);
+            assert.deepEqual(await check(b, user, pw), {
+              kind: "rejected",
+              reason: "wrong password",
+            });
+          }
+          // modified moved, active stayed, nothing else changed.
+          const row = await db.sql(
+            "mail",
+            "SELECT count(*) FROM mailbox WHERE modified > created;",
+          );
+          assert.equal(row.trim(), String(users.length));
+          // An inactive user and a missing one: the same rejection.
+          assert.deepEqual(
+            kindOf(await check(b, "gone@example.org", "old-gone-pw")),
+            "rejected",
+          );
+          assert.deepEqual(await check(b, "nobody@example.org", "whatever"), {
+            kind: "rejected",
+            reason: "unknown user",
+          });
+          assert.deepEqual(
+            kindOf(
+              await change(b, "gone@example.org", "old-gone-pw", "new-gone-pw"),
+            ),
+            "rejected",
+          );
+          // The new password policy of --passwd-scheme's stores.
+          assert.deepEqual(
+            await change(b, "sha@example.org", "new-SHA512-CRYPT-pw", "short"),
+            {
+              kind: "rejected",
+              reason: "new password shorter than 8",
+            },
+          );
+        },
+      );
+
+      await t.step(
+        "--passwd-scheme writes what Dovecot reads (ARGON2ID, BLF-CRYPT)",
+        async () => {
+          for (const scheme of ["ARGON2ID", "BLF-CRYPT"] as const) {
+            await using b = await closing(await store(url, { scheme }));
+            const user = "blf@example.org";
+            const old = (await check(b, user, "new-BLF-CRYPT-pw")).kind === "ok"
+              ? "new-BLF-CRYPT-pw"
+              : "via-ARGON2ID-pw";
+            assert.deepEqual(
+              await change(b, user, old, `via-${scheme}-pw`),
+              OK,
+            );
+            const hash = await storedHash(db, user);
+            assert.ok(hash.startsWith(`{${scheme}}`), hash);
+            assert.ok(await doveadmAccepts(hash, `via-${scheme}-pw`), scheme);
+          }
+        },
+      );
+
+      await t.step(
+        "a custom schema with custom queries (%n %d, quoted)",
+        async () => {
+          await db.sql("mail", CUSTOM_SCHEMA);
+          await db.sql(
+            "mail",
+            `INSERT INTO accounts (id, local, dom, secret) VALUES (1, 'ann', 'example.net', ${
+              lit(await doveadmHash("SHA512-CRYPT", "ann-old-pw"))
+            }), (2, 'ann', 'example.org', ${
+              lit(await doveadmHash("BLF-CRYPT", "other-ann-pw"))
+            });`,
+          );
+          await using b = await closing(
+            await store(url, {
+              password: CUSTOM_QUERIES.password,
+              update: CUSTOM_QUERIES.update,
+            }),
+          );
+          assert.deepEqual(await check(b, "ann@example.net", "ann-old-pw"), OK);
+          assert.deepEqual(
+            await check(b, "ann@example.org", "other-ann-pw"),
+            OK,
+          );
+          assert.deepEqual(
+            await change(b, "ann@example.net", "ann-old-pw", "ann-new-pw"),
+            OK,
+          );
+          const hash = (await db.sql(
+            "mail",
+            "SELECT secret FROM accounts WHERE id = 1;",
+          )).trim();
+          assert.ok(await doveadmAccepts(hash, "ann-new-pw"));
+          assert.equal(
+            (await db.sql("mail", "SELECT changes FROM accounts ORDER BY id;"))
+              .trim().split("\n").join(","),
+            "1,0",
+          );
+        },
+      );
+
+      await t.step(
+        "SQL injection through user names changes nothing",
+        async () => {
+          const victim = "sha@example.org";
+          await db.sql(
+            "mail",
+            postfixadminMailbox(
+              "o'brien@example.org",
+              await doveadmHash("SHA512-CRYPT", "quote-old-pw"),
+            ),
+          );
+          const before = await db.sql(
+            "mail",
+            "SELECT username, password FROM mailbox ORDER BY username;",
+          );
+          const attacks = [
+            `x' OR '1'='1`,
+            `x' OR 1=1 -- `,
+            `' OR ''='`,
+            `${victim}' -- `,
+            `${victim}'; DROP TABLE mailbox; --`,
+            `${victim}\\' OR 1=1 #`,
+            `x" OR "1"="1`,
+            `%u' OR '1'='1`,
+            `$1`,
+            `?`,
+            `${victim}' AND active = '1`,
+            `${victim} `,
+          ];
+          await using b = await closing(await store(url));
+          await using custom = await closing(
+            await store(url, {
+              password: CUSTOM_QUERIES.password,
+              update: CUSTOM_QUERIES.update,
+            }),
+          );
+          for (const user of attacks) {
+            for (const s of [b, custom]) {
+              const outcome = await check(s, user, "anything-at-all");
+              assert.equal(
+                outcome.kind,
+                "rejected",
+                `${user}: ${JSON.stringify(outcome)}`,
+              );
+              assert.equal(
+                (await change(s, user, "anything-at-all", "pwned-pw-123")).kind,
+                "rejected",
+                user,
+              );
+            }
+          }
+          assert.equal(
+            await db.sql(
+              "mail",
+              "SELECT username, password FROM mailbox ORDER BY username;",
+            ),
+            before,
+          );
+          // A real name with a quote works, as a value.
+          assert.deepEqual(
+            await check(b, "o'brien@example.org", "quote-old-pw"),
+            OK,
+          );
+          assert.deepEqual(
+            await change(
+              b,
+              "o'brien@example.org",
+              "quote-old-pw",
+              "quote-new-pw",
+            ),
+            OK,
+          );
+          assert.ok(
+            await doveadmAccepts(
+              await storedHash(db, "o'brien@example.org"),
+              "quote-new-pw",
+            ),
+          );
+        },
+      );
+
+      await t.step(
+        "more than one row: temporary; an update of two rows is rolled back",
+        async () => {
+          await using many = await closing(
+            await store(url, {
+              password: "SELECT password FROM mailbox WHERE domain = %d",
+            }),
+          );
+          const outcome = await check(
+            many,
+            "sha@example.org",
+            "new-SHA512-CRYPT-pw",
+          );
+          assert.equal(outcome.kind, "temporary");
+          assert.match(
+            (outcome as { reason: string }).reason,
+            /returned \d+ rows/,
+          );
+          const before = await db.sql(
+            "mail",
+            "SELECT username, password FROM mailbox ORDER BY username;",
+          );
+          await using wide = await closing(
+            await store(url, {
+              update: "UPDATE mailbox SET password = %w WHERE domain = %d",
+            }),
+          );
+          const failed = await change(
+            wide,
+            "sha@example.org",
+            "new-SHA512-CRYPT-pw",
+            "wide-new-pw",
+          );
+          assert.equal(failed.kind, "temporary");
+          assert.match(
+            (failed as { reason: string }).reason,
+            /touched \d+ rows, not 1; rolled back/,
+          );
+          assert.equal(
+            await db.sql(
+              "mail",
+              "SELECT username, password FROM mailbox ORDER BY username;",
+            ),
+            before,
+          );
+          // Zero rows touched (the row went inactive meanwhile): rolled back too.
+          await using none = await closing(
+            await store(url, {
+              update:
+                "UPDATE mailbox SET password = %w WHERE username = %u AND active = '0'",
+            }),
+          );
+          const zero = await change(
+            none,
+            "sha@example.org",
+            "new-SHA512-CRYPT-pw",
+            "none-new-pw",
+          );
+          assert.match((zero as { reason: string }).reason, /touched 0 rows/);
+        },
+      );
+
+      await t.step("20 changes at once, each verified by doveadm", async () => {
+        const users = Array.from(
+          { length: 20 },
+          (_, i) => `bulk${i}@example.org`,
+        );
+        const inserts = [];
+        for (const user of users) {
+          inserts.push(
+            postfixadminMailbox(
+              user,
+              await doveadmHash("SHA512-CRYPT", `${user}-old`),
+            ),
+          );
+        }
+        await db.sql("mail", inserts.join("\n"));
+        await using b = await closing(await store(url, { poolSize: 4 }));
+        const outcomes = await Promise.all(
+          users.map((user) => change(b, user, `${user}-old`, `${user}-new`)),
+        );
+        assert.deepEqual(outcomes, users.map(() => OK));
+        for (const user of users) {
+          assert.ok(
+            await doveadmAccepts(await storedHash(db, user), `${user}-new`),
+            user,
+          );
+        }
+      });
+
+      await t.step(
+        "the database killed and restarted: temporary, then the next call reconnects",
+        async () => {
+          await using b = await closing(await store(url, { poolSize: 2 }));
+          assert.deepEqual(
+            await check(b, "plain@example.org", "new-PLAIN-pw"),
+            OK,
+          );
+          await db.kill();
+          const down = await check(b, "plain@example.org", "new-PLAIN-pw");
+          assert.equal(down.kind, "temporary", JSON.stringify(down));
+          assert.equal(
+            (await change(
+              b,
+              "plain@example.org",
+              "new-PLAIN-pw",
+              "after-restart-pw",
+            )).kind,
+            "temporary",
+          );
+          await db.start();
+          assert.deepEqual(
+            await check(b, "plain@example.org", "new-PLAIN-pw"),
+            OK,
+          );
+          assert.deepEqual(
+            await change(
+              b,
+              "plain@example.org",
+              "new-PLAIN-pw",
+              "after-restart-pw",
+            ),
+            OK,
+          );
+          assert.ok(
+            await doveadmAccepts(
+              await storedHash(db, "plain@example.org"),
+              "after-restart-pw",
+            ),
+          );
+        },
+      );
+    },
+  });
+}
+
+Deno.test("SQLite through node:sqlite: PostfixAdmin-like table, default queries", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "poppass-sqlite-" });
+  try {
+    const path = `${dir}/mail.sqlite`;
+    const { DatabaseSync } = await import("node:sqlite");
+    const setup = new DatabaseSync(path);
+    setup.exec(
+      "CREATE TABLE mailbox (username TEXT PRIMARY KEY, password TEXT NOT NULL, modified TEXT, active TEXT NOT NULL DEFAULT '1');",
+    );
+    setup.prepare("INSERT INTO mailbox (username, password) VALUES (?, ?)").run(
+      "lite@example.org",
+      "{PLAIN}lite-old-pw",
+    );
+    setup.close();
+    await using b = await closing(await store(`sqlite://${path}`));
+    assert.deepEqual(await check(b, "lite@example.org", "lite-old-pw"), OK);
+    assert.equal(
+      (await check(b, "x' OR '1'='1", "lite-old-pw")).kind,
+      "rejected",
+    );
+    assert.deepEqual(
+      await change(b, "lite@example.org", "lite-old-pw", "lite-new-pw"),
+      OK,
+    );
+    assert.deepEqual(await check(b, "lite@example.org", "lite-new-pw"), OK);
+    const read = new DatabaseSync(path);
+    const row = read.prepare("SELECT password, modified FROM mailbox")
+      .get() as {
+        password: string;
+        modified: string;
+      };
+    read.close();
+    assert.match(row.password, /^\{SHA512-CRYPT\}\$6\$/);
+    assert.ok(row.modified);
+    if (DOVEADM) assert.ok(await doveadmAccepts(row.password, "lite-new-pw"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a database that is not there: temporary, within the deadline, no throw", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "poppass-nodb-" });
+  try {
+    for (
+      const url of [
+        `postgresql://u@/db?host=${dir}`,
+        `mysql://u@localhost/db?socket=${dir}/mysqld.sock`,
+        `sqlite://${dir}/missing.sqlite`,
+      ]
+    ) {
+      await using b = await closing(await store(url));
+      const started = Date.now();
+      const outcome = await check(b, "a@example.org", "password");
+      assert.equal(
+        outcome.kind,
+        "temporary",
+        `${url}: ${JSON.stringify(outcome)}`,
+      );
+      assert.ok(Date.now() - started < 5_000);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** `await using` for a store. */
+function closing(b: SqlBackend): SqlBackend & AsyncDisposable {
+  return Object.assign(b, { [Symbol.asyncDispose]: () => b.close() });
+}
