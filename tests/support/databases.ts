@@ -162,6 +162,10 @@ export interface TestDatabase extends AsyncDisposable {
   start(): Promise<void>;
   /** Kill the server hard (SIGKILL to every server process) and wait. */
   kill(): Promise<void>;
+  /** Stop every server process (SIGSTOP): it hangs without closing anything. */
+  freeze(): void;
+  /** Let a frozen server go on (SIGCONT). */
+  thaw(): void;
   /** Stop and remove everything. */
   close(): Promise<void>;
 }
@@ -252,7 +256,26 @@ abstract class Base implements TestDatabase {
     await this.#signal("SIGKILL");
   }
 
+  #each(signal: Deno.Signal): void {
+    const pid = this.#child?.pid;
+    if (pid === undefined) throw new Error(`${this.kind} is not running`);
+    for (const p of [pid, ...childrenOf(pid)]) {
+      try {
+        Deno.kill(p, signal);
+      } catch { /* gone */ }
+    }
+  }
+
+  freeze(): void {
+    this.#each("SIGSTOP");
+  }
+
+  thaw(): void {
+    this.#each("SIGCONT");
+  }
+
   async close(): Promise<void> {
+    if (this.#child) this.thaw();
     try {
       await this.#signal("SIGTERM");
     } catch {

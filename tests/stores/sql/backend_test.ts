@@ -458,6 +458,38 @@ for (const { name, missing, create } of DATABASES) {
       });
 
       await t.step(
+        "a database that stops answering: temporary at the deadline, then back",
+        async () => {
+          await using b = await closing(
+            await store(url, { poolSize: 1, queryTimeoutMs: 1_500 }),
+          );
+          assert.deepEqual(
+            await check(b, "plain@example.org", "new-PLAIN-pw"),
+            OK,
+          );
+          db.freeze();
+          let hung: Outcome;
+          const started = Date.now();
+          try {
+            hung = await check(b, "plain@example.org", "new-PLAIN-pw");
+          } finally {
+            db.thaw();
+          }
+          const took = Date.now() - started;
+          assert.equal(hung.kind, "temporary", JSON.stringify(hung));
+          assert.match(
+            (hung as { reason: string }).reason,
+            /no answer within 1500 ms/,
+          );
+          assert.ok(took >= 1_400 && took < 6_000, `${took} ms`);
+          assert.deepEqual(
+            await check(b, "plain@example.org", "new-PLAIN-pw"),
+            OK,
+          );
+        },
+      );
+
+      await t.step(
         "the database killed and restarted: temporary, then the next call reconnects",
         async () => {
           await using b = await closing(await store(url, { poolSize: 2 }));
