@@ -156,6 +156,8 @@ export interface TestDatabase extends AsyncDisposable {
   readonly pid: number | undefined;
   /** A URL for our `--sql-url` that reaches database `db` as the app user. */
   url(db: string): string;
+  /** The same over TCP on 127.0.0.1 (only when created with `tcp: true`). */
+  tcpUrl(db: string): string;
   /** Run SQL as the administrator in `db`; rows as tab-separated lines. */
   sql(db: string, text: string): Promise<string>;
   /** Start (again) on the same data. */
@@ -182,6 +184,7 @@ abstract class Base implements TestDatabase {
     return this.#child?.pid;
   }
   abstract url(db: string): string;
+  abstract tcpUrl(db: string): string;
   abstract sql(db: string, text: string): Promise<string>;
   protected abstract argv(): string[];
   protected abstract user(): string;
@@ -289,6 +292,14 @@ abstract class Base implements TestDatabase {
   }
 }
 
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+function freeTcpPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
@@ -312,21 +323,33 @@ async function tempDirFor(user: string, prefix: string): Promise<string> {
   return dir;
 }
 
-/** A PostgreSQL cluster (trust authentication on its unix socket only). */
+/**
+ * A PostgreSQL cluster on its unix socket (and on 127.0.0.1 with `tcp`),
+ * trust authentication.
+ */
 export class Postgres extends Base {
   readonly kind = "postgresql";
   readonly #bin: string;
-  private constructor(dir: string, bin: string) {
+  /** The TCP port on 127.0.0.1, or 0 for the unix socket only. */
+  readonly port: number;
+  private constructor(dir: string, bin: string, port: number) {
     super(dir);
     this.#bin = bin;
+    this.port = port;
   }
 
-  /** initdb as `postgres` in a new temporary folder, start, and make `db` databases. */
-  static async create(databases: readonly string[] = []): Promise<Postgres> {
+  /**
+   * initdb as `postgres` in a new temporary folder, start, and make `db`
+   * databases; `tcp` adds a listener on 127.0.0.1 at a free port.
+   */
+  static async create(
+    databases: readonly string[] = [],
+    options: { tcp?: boolean } = {},
+  ): Promise<Postgres> {
     const bin = postgresBin();
     if (!bin) throw new Error(postgresMissing());
     const dir = await tempDirFor("postgres", "poppass-pg-");
-    const pg = new Postgres(dir, bin);
+    const pg = new Postgres(dir, bin, options.tcp ? freeTcpPort() : 0);
     try {
       await must([
         `${bin}/initdb`,
@@ -363,7 +386,9 @@ export class Postgres extends Base {
       "-k",
       this.socketDir,
       "-h",
-      "",
+      this.port ? "127.0.0.1" : "",
+      "-p",
+      String(this.port || 5432),
       "-F",
       "-c",
       "max_connections=60",
@@ -379,6 +404,8 @@ export class Postgres extends Base {
       "/usr/bin/psql",
       "-h",
       this.socketDir,
+      "-p",
+      String(this.port || 5432),
       "-U",
       "postgres",
       "-d",
@@ -390,7 +417,14 @@ export class Postgres extends Base {
   }
 
   url(db: string): string {
-    return `postgresql://postgres@/${db}?host=${this.socketDir}`;
+    return `postgresql://postgres@/${db}?host=${this.socketDir}${
+      this.port ? `&port=${this.port}` : ""
+    }`;
+  }
+
+  tcpUrl(db: string): string {
+    if (!this.port) throw new Error("created without tcp");
+    return `postgresql://postgres:unused@127.0.0.1:${this.port}/${db}?sslmode=prefer`;
   }
 
   async sql(db: string, text: string): Promise<string> {
@@ -398,6 +432,8 @@ export class Postgres extends Base {
       "/usr/bin/psql",
       "-h",
       this.socketDir,
+      "-p",
+      String(this.port || 5432),
       "-U",
       "postgres",
       "-d",
@@ -413,24 +449,33 @@ export class Postgres extends Base {
 }
 
 /**
- * A MariaDB server with `--skip-networking`; the app user `poppass`
- * (password `dbsecret`) may use every database.
+ * A MariaDB server with `--skip-networking` (or on 127.0.0.1 with `tcp`);
+ * the app user `poppass` (password `dbsecret`) may use every database.
  */
 export class Mariadb extends Base {
   readonly kind = "mariadb";
   /** The app user's password (in URLs of tests only). */
   static readonly PASSWORD = "dbsecret";
 
-  private constructor(dir: string) {
+  /** The TCP port on 127.0.0.1, or 0 for the unix socket only. */
+  readonly port: number;
+  private constructor(dir: string, port: number) {
     super(dir);
+    this.port = port;
   }
 
-  /** mariadb-install-db in a new temporary folder, start, make databases. */
-  static async create(databases: readonly string[] = []): Promise<Mariadb> {
+  /**
+   * mariadb-install-db in a new temporary folder, start, make databases;
+   * `tcp` adds a listener on 127.0.0.1 at a free port.
+   */
+  static async create(
+    databases: readonly string[] = [],
+    options: { tcp?: boolean } = {},
+  ): Promise<Mariadb> {
     const missing = mariadbMissing();
     if (missing) throw new Error(missing);
     const dir = await tempDirFor("mysql", "poppass-mariadb-");
-    const db = new Mariadb(dir);
+    const db = new Mariadb(dir, options.tcp ? freeTcpPort() : 0);
     try {
       await must([
         "/usr/bin/mariadb-install-db",
@@ -445,7 +490,9 @@ export class Mariadb extends Base {
       await db.sql(
         "mysql",
         `${creates}CREATE USER 'poppass'@'localhost' IDENTIFIED BY '${Mariadb.PASSWORD}';` +
-          `GRANT ALL ON *.* TO 'poppass'@'localhost';`,
+          `GRANT ALL ON *.* TO 'poppass'@'localhost';` +
+          `CREATE USER 'poppass'@'127.0.0.1' IDENTIFIED BY '${Mariadb.PASSWORD}';` +
+          `GRANT ALL ON *.* TO 'poppass'@'127.0.0.1';`,
       );
       return db;
     } catch (error) {
@@ -471,7 +518,9 @@ export class Mariadb extends Base {
       `--socket=${this.socket}`,
       `--pid-file=${this.dir}/run/mariadbd.pid`,
       `--log-error=${this.dir}/server.log`,
-      "--skip-networking",
+      ...(this.port
+        ? ["--bind-address=127.0.0.1", `--port=${this.port}`]
+        : ["--skip-networking"]),
       "--skip-log-bin",
       "--innodb-buffer-pool-size=16M",
       "--innodb-log-file-size=8M",
@@ -492,6 +541,11 @@ export class Mariadb extends Base {
 
   url(db: string): string {
     return `mysql://poppass:${Mariadb.PASSWORD}@localhost/${db}?socket=${this.socket}`;
+  }
+
+  tcpUrl(db: string): string {
+    if (!this.port) throw new Error("created without tcp");
+    return `mysql://poppass:${Mariadb.PASSWORD}@127.0.0.1:${this.port}/${db}`;
   }
 
   async sql(db: string, text: string): Promise<string> {

@@ -604,3 +604,64 @@ Deno.test("a database that is not there: temporary, within the deadline, no thro
 function closing(b: SqlBackend): SqlBackend & AsyncDisposable {
   return Object.assign(b, { [Symbol.asyncDispose]: () => b.close() });
 }
+
+for (
+  const { name, missing, create } of [
+    {
+      name: "PostgreSQL",
+      missing: postgresMissing,
+      create: () => Postgres.create(["mail"], { tcp: true }),
+    },
+    {
+      name: "MariaDB",
+      missing: mariadbMissing,
+      create: () => Mariadb.create(["mail"], { tcp: true }),
+    },
+  ]
+) {
+  const skip = missing();
+  Deno.test({
+    name: `${name} over TCP on 127.0.0.1, ssl modes passed through${
+      skip ? ` (skipped: ${skip})` : ""
+    }`,
+    ignore: skip !== undefined,
+    async fn() {
+      await using db = await create();
+      await db.sql("mail", postfixadminSchema(db.kind));
+      await db.sql(
+        "mail",
+        "INSERT INTO domain (domain) VALUES ('example.org');",
+      );
+      await db.sql(
+        "mail",
+        postfixadminMailbox("tcp@example.org", "{PLAIN}tcp-old-pw"),
+      );
+      const url = db.tcpUrl("mail");
+      {
+        await using b = await closing(await store(url));
+        assert.deepEqual(await check(b, "tcp@example.org", "tcp-old-pw"), OK);
+        assert.deepEqual(
+          await change(b, "tcp@example.org", "tcp-old-pw", "tcp-new-pw"),
+          OK,
+        );
+      }
+      // The test server has no TLS: "disable" works, "require" must fail.
+      const [off, on] = db.kind === "postgresql"
+        ? [
+          url.replace("sslmode=prefer", "sslmode=disable"),
+          url.replace("sslmode=prefer", "sslmode=require"),
+        ]
+        : [`${url}?ssl-mode=DISABLED`, `${url}?ssl-mode=REQUIRED`];
+      {
+        await using b = await closing(await store(off));
+        assert.deepEqual(await check(b, "tcp@example.org", "tcp-new-pw"), OK);
+      }
+      {
+        await using b = await closing(await store(on));
+        const outcome = await check(b, "tcp@example.org", "tcp-new-pw");
+        assert.equal(outcome.kind, "temporary", JSON.stringify(outcome));
+        assert.match((outcome as { reason: string }).reason, /ssl|tls|secure/i);
+      }
+    },
+  });
+}
