@@ -9,8 +9,10 @@
 
 import { sleep, withTimeout } from "./talk.ts";
 
-/** The line that installs what these servers need. */
-export const DATABASE_APT_LINE = "apt-get install postgresql mariadb-server";
+/** The line that installs PostgreSQL's server and client. */
+export const POSTGRES_APT_LINE = "apt-get install postgresql";
+/** The line that installs MariaDB's server and client. */
+export const MARIADB_APT_LINE = "apt-get install mariadb-server";
 
 /** Bounded wait for a server to accept connections (loaded CI machines). */
 const READY_MS = 60_000;
@@ -43,20 +45,19 @@ function isRoot(): boolean {
 }
 
 /**
- * Why PostgreSQL tests cannot run here (with the apt-get line), or
- * undefined when they can.
+ * Why PostgreSQL tests cannot run here (the apt-get line that fixes it), or
+ * undefined when they can. As root the server runs as `postgres`, otherwise
+ * as the current user.
  */
 export function postgresMissing(): string | undefined {
-  if (!isRoot()) return `needs root (to run as postgres); ${DATABASE_APT_LINE}`;
   if (!postgresBin() || !isFile("/usr/bin/psql")) {
-    return `PostgreSQL is not installed: ${DATABASE_APT_LINE}`;
+    return `PostgreSQL is not installed: ${POSTGRES_APT_LINE}`;
   }
   return undefined;
 }
 
 /** Why MariaDB tests cannot run here, or undefined when they can. */
 export function mariadbMissing(): string | undefined {
-  if (!isRoot()) return `needs root (to run as mysql); ${DATABASE_APT_LINE}`;
   for (
     const p of [
       "/usr/sbin/mariadbd",
@@ -64,9 +65,17 @@ export function mariadbMissing(): string | undefined {
       "/usr/bin/mariadb",
     ]
   ) {
-    if (!isFile(p)) return `MariaDB is not installed: ${DATABASE_APT_LINE}`;
+    if (!isFile(p)) return `MariaDB is not installed: ${MARIADB_APT_LINE}`;
   }
   return undefined;
+}
+
+/**
+ * MariaDB's administrator over the socket: mariadb-install-db gives `root`
+ * and the installing OS user unix_socket authentication.
+ */
+function mariadbAdmin(): string {
+  return isRoot() ? "root" : (Deno.env.get("USER") ?? "root");
 }
 
 function idsOf(user: string): { uid: number; gid: number } {
@@ -81,7 +90,7 @@ async function run(
   argv: string[],
   options: { user?: string; stdin?: string; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const full = options.user
+  const full = options.user && isRoot()
     ? [
       "setpriv",
       `--reuid=${options.user}`,
@@ -192,14 +201,16 @@ abstract class Base implements TestDatabase {
 
   async start(): Promise<void> {
     if (this.#child) throw new Error("already running");
-    const ids = idsOf(this.user());
-    const argv = [
-      "setpriv",
-      `--reuid=${ids.uid}`,
-      `--regid=${ids.gid}`,
-      "--init-groups",
-      ...this.argv(),
-    ];
+    // Servers refuse root: as root, run them as their service user.
+    const argv = isRoot()
+      ? [
+        "setpriv",
+        `--reuid=${idsOf(this.user()).uid}`,
+        `--regid=${idsOf(this.user()).gid}`,
+        "--init-groups",
+        ...this.argv(),
+      ]
+      : this.argv();
     const log = await Deno.open(`${this.dir}/server.log`, {
       append: true,
       create: true,
@@ -315,11 +326,13 @@ function childrenOf(pid: number): number[] {
 
 async function tempDirFor(user: string, prefix: string): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix });
-  const { uid, gid } = idsOf(user);
   await Deno.chmod(dir, 0o755);
-  await Deno.chown(dir, uid, gid);
   await Deno.mkdir(`${dir}/run`, { mode: 0o755 });
-  await Deno.chown(`${dir}/run`, uid, gid);
+  if (isRoot()) {
+    const { uid, gid } = idsOf(user);
+    await Deno.chown(dir, uid, gid);
+    await Deno.chown(`${dir}/run`, uid, gid);
+  }
   return dir;
 }
 
@@ -480,7 +493,7 @@ export class Mariadb extends Base {
       await must([
         "/usr/bin/mariadb-install-db",
         "--no-defaults",
-        "--user=mysql",
+        ...(isRoot() ? ["--user=mysql"] : []),
         `--datadir=${dir}/data`,
         "--skip-test-db",
         "--auth-root-authentication-method=socket",
@@ -533,7 +546,7 @@ export class Mariadb extends Base {
       "/usr/bin/mariadb-admin",
       "--no-defaults",
       `--socket=${this.socket}`,
-      "-uroot",
+      `-u${mariadbAdmin()}`,
       "ping",
     ]);
     return r.code === 0;
@@ -553,7 +566,7 @@ export class Mariadb extends Base {
       "/usr/bin/mariadb",
       "--no-defaults",
       `--socket=${this.socket}`,
-      "-uroot",
+      `-u${mariadbAdmin()}`,
       "-N",
       "-B",
       db,
