@@ -79,6 +79,7 @@ export async function main(args: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     await serveStdio({ greeting, backend, limits: config.limits, sink, env });
+    await closeBackend(backend);
     return EXIT.ok;
   } catch (error) {
     return await startupFailure(error, args, env, log);
@@ -198,7 +199,10 @@ async function createBackend(
     return {
       check: async (...a) => await (await (loaded ??= load())).check(...a),
       change: async (...a) => await (await (loaded ??= load())).change(...a),
-    };
+      close: async () => {
+        if (loaded) await closeBackend(await loaded);
+      },
+    } as Backend;
   }
   try {
     await Deno.stat(backend.path);
@@ -221,6 +225,22 @@ async function createBackend(
     minPasswordLength: backend.minPasswordLength,
     log,
   });
+}
+
+/**
+ * Say goodbye to the database (a store with connections has `close`), so
+ * its log does not count an aborted connection per session; bounded, since
+ * a hung database must not keep the process alive.
+ */
+async function closeBackend(backend: Backend): Promise<void> {
+  const close = (backend as { close?: () => Promise<void> }).close;
+  if (!close) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    close.call(backend).catch(() => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, 1_000)),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Log one clear line, tell a stdio client with one `500` line, pick the exit code. */
