@@ -21,7 +21,7 @@ export function openPostgres(
       ? { path: `${target.socketDir}/.s.PGSQL.${target.port}` }
       : {}),
     database: target.database,
-    username: target.user,
+    ...(target.user === undefined ? {} : { username: target.user }),
     ...(target.password === undefined ? {} : { password: target.password }),
     // libpq ignores sslmode on unix sockets; so do we.
     ssl: onSocket ? false : sslOption(target),

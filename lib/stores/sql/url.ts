@@ -29,7 +29,8 @@ export type MysqlSslMode =
 export type SqlTarget =
   | {
     readonly kind: "postgresql";
-    readonly user: string;
+    /** Absent: as libpq, `PGUSER` or the user the server runs as. */
+    readonly user?: string;
     readonly password?: string;
     /** A host name or address; absent when `socketDir` is set. */
     readonly host?: string;
@@ -145,9 +146,6 @@ export function parseSqlUrl(text: string): SqlTarget {
     case "postgres": {
       only(["host", "port", "sslmode", "sslrootcert"]);
       const socketDir = params.get("host");
-      if (socketDir !== undefined && !socketDir.startsWith("/")) {
-        if (host !== "") fail("host given twice");
-      }
       const sslmode = params.get("sslmode") ?? "prefer";
       if (!PG_SSL.includes(sslmode as PgSslMode)) {
         fail(`sslmode ${quote(sslmode)}: expected ${PG_SSL.join(", ")}`);
@@ -164,14 +162,14 @@ export function parseSqlUrl(text: string): SqlTarget {
       }
       const onSocket = socketDir !== undefined && socketDir.startsWith("/");
       const hostName = socketDir !== undefined && !onSocket ? socketDir : host;
-      if (onSocket && host !== "") fail("both a host and ?host=/socket/folder");
+      // As in libpq, ?host= wins over the host part (postgresql://u@localhost/db?host=/run/postgresql).
       if (!onSocket && hostName === "") {
         fail("no host: give HOST or ?host=/socket/folder");
       }
       const sslrootcert = params.get("sslrootcert");
       return {
         kind: "postgresql",
-        user: userName(),
+        ...(user === undefined || user === "" ? {} : { user }),
         ...(password === undefined ? {} : { password }),
         ...(onSocket ? { socketDir } : { host: hostName }),
         port: portNumber,
@@ -241,7 +239,7 @@ export function shown(text: string): string {
 export function describeTarget(target: SqlTarget): string {
   switch (target.kind) {
     case "postgresql":
-      return `postgresql ${target.user}@${
+      return `postgresql ${target.user === undefined ? "" : `${target.user}@`}${
         target.socketDir ?? `${target.host}:${target.port}`
       }/${target.database}`;
     case "mysql":

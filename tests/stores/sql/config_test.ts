@@ -57,6 +57,30 @@ Deno.test("URL forms: PostgreSQL host and unix socket, MySQL host and socket, SQ
         sslrootcert: "/etc/ca.pem",
       },
     ],
+    // libpq's forms: no user (PGUSER or the OS user), ?host= over the host part.
+    ["postgresql:///postfix?host=/run/postgresql", {
+      kind: "postgresql",
+      socketDir: "/run/postgresql",
+      port: 5432,
+      database: "postfix",
+      sslmode: "prefer",
+    }],
+    ["postgresql://mail@localhost/postfix?host=/run/postgresql", {
+      kind: "postgresql",
+      user: "mail",
+      socketDir: "/run/postgresql",
+      port: 5432,
+      database: "postfix",
+      sslmode: "prefer",
+    }],
+    ["postgresql://mail@db.example/postfix?host=db2.example", {
+      kind: "postgresql",
+      user: "mail",
+      host: "db2.example",
+      port: 5432,
+      database: "postfix",
+      sslmode: "prefer",
+    }],
     ["mysql://mail:pw@db.example/postfix", {
       kind: "mysql",
       user: "mail",
@@ -97,7 +121,7 @@ Deno.test("malformed URLs are UsageErrors that never show the password", () => {
     "",
     "postgresql:/mail@host/db",
     "http://mail@host/db",
-    "postgresql://host/db", // no user
+    "mysql://host/db", // no user
     "postgresql://mail:pw@host", // no database
     "postgresql://mail:pw@host/db/x",
     "postgresql://mail:pw@/db", // neither host nor ?host=
@@ -105,7 +129,6 @@ Deno.test("malformed URLs are UsageErrors that never show the password", () => {
     "postgresql://mail:pw@host:70000/db",
     "postgresql://mail:pw@host/db?sslmode=sometimes",
     "postgresql://mail:pw@host/db?application_name=x",
-    "postgresql://mail:pw@host/db?host=/run/pg",
     "postgresql://mail:pw@host/db?sslmode",
     "postgresql://mail:pw@host/d%ZZb",
     "mysql://mail:pw@localhost/db?socket=relative.sock",
