@@ -69,7 +69,7 @@ export function parseSqlSettings(
           } is readable by group or others; chmod 600 it`,
         );
       }
-      text = Deno.readTextFileSync(file).trim();
+      text = (Deno.readTextFileSync(file).split("\n")[0] ?? "").trim();
     } catch (error) {
       throw new UsageError(
         `cannot read --sql-url-file ${quote(file)}: ${

@@ -268,7 +268,7 @@ Deno.test("parseInvocation: --sql-url-file reads the URL and warns when others c
   const dir = await Deno.makeTempDir();
   try {
     const file = `${dir}/url`;
-    await Deno.writeTextFile(file, "mysql://mail:pw@db/postfix\n", {
+    await Deno.writeTextFile(file, " mysql://mail:pw@db/postfix \n# note\n", {
       mode: 0o600,
     });
     await Deno.chmod(file, 0o600);
