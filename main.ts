@@ -76,6 +76,7 @@ export async function main(args: readonly string[]): Promise<number> {
           `${describe(server, config.limits)}; ${backendText(config)}`,
         log,
       );
+      await closeBackend(backend);
       return EXIT.ok;
     }
     await serveStdio({ greeting, backend, limits: config.limits, sink, env });
