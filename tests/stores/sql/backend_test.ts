@@ -32,7 +32,11 @@ import { hasTool } from "../../support/tools.ts";
 import {
   CUSTOM_QUERIES,
   CUSTOM_SCHEMA,
+  IREDMAIL_QUERIES,
+  iredmailSchema,
   lit,
+  MAILCOW_QUERIES,
+  MAILCOW_SCHEMA,
   postfixadminMailbox,
   postfixadminSchema,
 } from "./schemas.ts";
@@ -661,6 +665,80 @@ for (
         const outcome = await check(b, "tcp@example.org", "tcp-new-pw");
         assert.equal(outcome.kind, "temporary", JSON.stringify(outcome));
         assert.match((outcome as { reason: string }).reason, /ssl|tls|secure/i);
+      }
+    },
+  });
+}
+
+for (const { name, missing, create } of DATABASES) {
+  const skip = missing();
+  Deno.test({
+    name: `${name}: the README's recipes on their projects' schemas${
+      skip ? ` (skipped: ${skip})` : ""
+    }`,
+    ignore: skip !== undefined,
+    async fn() {
+      await using db = await Promise.resolve(create());
+      const recipes: [string, string, { password: string; update: string }][] =
+        [["iredmail", iredmailSchema(db.kind), IREDMAIL_QUERIES]];
+      if (db.kind === "mariadb") {
+        recipes.push(["mailcow", MAILCOW_SCHEMA, MAILCOW_QUERIES]);
+      }
+      for (const [database, schema, queries] of recipes) {
+        await db.sql(
+          db.kind === "postgresql" ? "postgres" : "mysql",
+          `CREATE DATABASE ${database};`,
+        );
+        await db.sql(database, schema);
+        await db.sql(
+          database,
+          "INSERT INTO domain (domain) VALUES ('example.org');" +
+            "INSERT INTO mailbox (username, password, domain" +
+            (database === "mailcow" ? ", local_part, attributes" : "") +
+            ") VALUES ('r@example.org', '{PLAIN}recipe-old-pw', 'example.org'" +
+            (database === "mailcow"
+              ? `, 'r', '{"force_pw_update": "1"}'`
+              : "") +
+            ");",
+        );
+        await using b = await closing(
+          await store(db.url(database), {
+            password: queries.password,
+            update: queries.update,
+          }),
+        );
+        assert.deepEqual(
+          await check(b, "r@example.org", "recipe-old-pw"),
+          OK,
+          database,
+        );
+        assert.deepEqual(
+          await change(b, "r@example.org", "recipe-old-pw", "recipe-new-pw"),
+          OK,
+          database,
+        );
+        assert.deepEqual(
+          await check(b, "r@example.org", "recipe-new-pw"),
+          OK,
+          database,
+        );
+        const after = (await db.sql(
+          database,
+          database === "mailcow"
+            ? "SELECT password, JSON_VALUE(attributes, '$.force_pw_update'), modified IS NOT NULL FROM mailbox;"
+            : "SELECT password, passwordlastchange > '2000-01-01' FROM mailbox;",
+        )).trim().split("\t");
+        assert.match(after[0]!, /^\{SHA512-CRYPT\}\$6\$/);
+        if (DOVEADM) {
+          assert.ok(await doveadmAccepts(after[0]!, "recipe-new-pw"), database);
+        }
+        assert.deepEqual(
+          after.slice(1),
+          database === "mailcow"
+            ? ["0", "1"]
+            : [db.kind === "postgresql" ? "t" : "1"],
+          database,
+        );
       }
     },
   });

@@ -108,3 +108,61 @@ export const CUSTOM_QUERIES = {
   update:
     "UPDATE accounts SET secret = '%w', changes = changes + 1 WHERE local = '%n' AND dom = '%d' AND enabled = 1",
 };
+
+/** The columns of mailcow's tables the recipe uses (init_db.inc.php). */
+export const MAILCOW_SCHEMA = `
+CREATE TABLE domain (
+  domain varchar(255) NOT NULL PRIMARY KEY,
+  active tinyint(1) NOT NULL DEFAULT '1'
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE mailbox (
+  username varchar(255) NOT NULL PRIMARY KEY,
+  password varchar(255) NOT NULL,
+  local_part varchar(255) NOT NULL,
+  domain varchar(255) NOT NULL,
+  attributes json,
+  kind varchar(100) NOT NULL DEFAULT '',
+  authsource enum('mailcow', 'keycloak', 'generic-oidc', 'ldap') DEFAULT 'mailcow',
+  created datetime(0) NOT NULL DEFAULT NOW(0),
+  modified datetime ON UPDATE CURRENT_TIMESTAMP,
+  active tinyint(1) NOT NULL DEFAULT '1'
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+`;
+
+/** The README's mailcow recipe. */
+export const MAILCOW_QUERIES = {
+  password:
+    "SELECT mailbox.password FROM mailbox JOIN domain ON mailbox.domain = domain.domain WHERE mailbox.username = %u AND mailbox.active = '1' AND domain.active = '1' AND mailbox.authsource = 'mailcow' AND mailbox.kind NOT REGEXP 'location|thing|group'",
+  update:
+    "UPDATE mailbox SET password = %w, attributes = JSON_SET(attributes, '$.force_pw_update', '0', '$.passwd_update', NOW()) WHERE username = %u AND active = '1' AND authsource = 'mailcow'",
+};
+
+/** The columns of iRedMail's tables the recipe uses (iredmail.mysql / .pgsql). */
+export function iredmailSchema(kind: TestDatabase["kind"]): string {
+  const flag = kind === "postgresql" ? "INT2" : "TINYINT(1)";
+  const time = kind === "postgresql"
+    ? "TIMESTAMP WITHOUT TIME ZONE NOT NULL DEFAULT '1970-01-01 01:01:01'"
+    : "DATETIME NOT NULL DEFAULT '1970-01-01 01:01:01'";
+  return `
+CREATE TABLE domain (
+  domain VARCHAR(255) NOT NULL PRIMARY KEY,
+  backupmx ${flag} NOT NULL DEFAULT 0,
+  active ${flag} NOT NULL DEFAULT 1
+);
+CREATE TABLE mailbox (
+  username VARCHAR(255) NOT NULL PRIMARY KEY,
+  password VARCHAR(255) NOT NULL DEFAULT '',
+  domain VARCHAR(255) NOT NULL DEFAULT '',
+  passwordlastchange ${time},
+  active ${flag} NOT NULL DEFAULT 1
+);
+`;
+}
+
+/** The README's iRedMail recipe. */
+export const IREDMAIL_QUERIES = {
+  password:
+    "SELECT mailbox.password FROM mailbox, domain WHERE mailbox.username = %u AND mailbox.active = 1 AND mailbox.domain = domain.domain AND domain.backupmx = 0 AND domain.active = 1",
+  update:
+    "UPDATE mailbox SET password = %w, passwordlastchange = NOW() WHERE username = %u AND active = 1",
+};
