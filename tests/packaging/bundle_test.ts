@@ -62,10 +62,10 @@ Deno.test("the bundle runs with the launcher's flags and changes a passwd-file p
     assert.ok(!text.includes('import("data:'), "a literal data: import");
     assert.equal(
       text.match(/data:text\/javascript;base64,/g)?.length,
-      LAZY_MODULES.filter((m) => !m.gzip).length,
+      LAZY_MODULES.filter((m) => !m.compress).length,
     );
-    // Big modules are embedded gzip-compressed, behind an async function.
-    for (const { fn } of LAZY_MODULES.filter((m) => m.gzip)) {
+    // Big modules are embedded compressed, behind an async function.
+    for (const { fn } of LAZY_MODULES.filter((m) => m.compress)) {
       assert.ok(text.includes(`import(await ${fn}())`), fn);
       assert.ok(text.includes(`async function ${fn}() {`), fn);
     }
