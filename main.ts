@@ -184,9 +184,21 @@ async function createBackend(
     const listen = config.mode.kind === "listen";
     // The drivers load only here. Their Node built-ins cost ~0.1 s of CPU,
     // so stdio mode loads them, and connects once, at the first check.
+    const kind = backend.sql.target.kind;
     const load = async () => {
       const { createSqlBackend } = await import("./lib/stores/sql/backend.ts");
+      // Each driver is a module of its own: PostgreSQL's 72 KB need not
+      // wait for MySQL's 1.4 MB.
+      const drivers = kind === "postgresql"
+        ? {
+          postgresql:
+            (await import("./lib/stores/sql/postgres.ts")).openPostgres,
+        }
+        : kind === "mysql"
+        ? { mysql: (await import("./lib/stores/sql/mysql.ts")).openMysql }
+        : {};
       return await createSqlBackend({
+        drivers,
         ...backend.sql,
         scheme: backend.scheme,
         minPasswordLength: backend.minPasswordLength,

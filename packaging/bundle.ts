@@ -13,10 +13,9 @@
  *
  * Every octet of the file costs every start, embedded or not (measured:
  * 2.2 MB more, as a string or as a comment, took each `--version` from
- * 8-11 to 17-22 ms of CPU). So a big module (`compress: true`: the SQL
- * store, whose MySQL driver and its character-set tables make 1.65 MB) is
- * embedded Brotli-compressed (340 KB, 453 KB in base64; gzip made 484 KB,
- * 646 KB in base64) and unpacked into a blob: module on first use.
+ * 8-11 to 17-22 ms of CPU). So the SQL store's modules (`compress: true`;
+ * the MySQL driver alone is 1.4 MB with its character-set tables) are
+ * embedded Brotli-compressed and unpacked into blob: modules on first use.
  *
  * @module
  */
@@ -44,6 +43,16 @@ export const LAZY_MODULES: readonly LazyModule[] = [
   {
     path: "./lib/stores/sql/backend.ts",
     fn: "embeddedSqlModule",
+    compress: true,
+  },
+  {
+    path: "./lib/stores/sql/postgres.ts",
+    fn: "embeddedPostgresModule",
+    compress: true,
+  },
+  {
+    path: "./lib/stores/sql/mysql.ts",
+    fn: "embeddedMysqlModule",
     compress: true,
   },
 ];

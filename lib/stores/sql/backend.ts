@@ -27,9 +27,7 @@ import {
 } from "../../common/limits.ts";
 import { bind, type Query, render, valuesOf } from "./query.ts";
 import { describeTarget, type SqlTarget } from "./url.ts";
-import type { Driver, DriverOptions } from "./driver.ts";
-import { openPostgres } from "./postgres.ts";
-import { openMysql } from "./mysql.ts";
+import type { Driver, DriverOptions, NetworkDrivers } from "./driver.ts";
 import { openSqlite } from "./sqlite.ts";
 
 /** Settings of {@link createSqlBackend}. */
@@ -45,6 +43,11 @@ export interface SqlBackendOptions {
   readonly poolSize: number;
   /** Connect at startup to tell the admin early (listen mode); a failure is a warning. */
   readonly probe: boolean;
+  /**
+   * The driver for `target` (postgres.ts or mysql.ts, loaded by the caller:
+   * the bundle embeds each on its own). SQLite's is built in.
+   */
+  readonly drivers: NetworkDrivers;
   /** For the startup warning; session outcomes are logged by the session. */
   readonly log: (line: string) => void;
   /** Deadlines; the limits.ts values when absent (tests shorten them). */
@@ -81,11 +84,19 @@ export async function createSqlBackend(
 
   const open = (): Driver => {
     if (closed) throw new DatabaseTrouble("the store is closed");
+    const missing = () =>
+      new DatabaseTrouble(`no ${target.kind} driver was loaded`);
     switch (target.kind) {
-      case "postgresql":
-        return openPostgres(target, driverOptions);
-      case "mysql":
-        return openMysql(target, driverOptions);
+      case "postgresql": {
+        const open = options.drivers.postgresql;
+        if (!open) throw missing();
+        return open(target, driverOptions);
+      }
+      case "mysql": {
+        const open = options.drivers.mysql;
+        if (!open) throw missing();
+        return open(target, driverOptions);
+      }
       case "sqlite":
         return openSqlite(target, driverOptions);
     }

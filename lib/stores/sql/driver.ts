@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { SqlTarget } from "./url.ts";
+
 /** One open pool (or single connection) to one database. */
 export interface Driver {
   /** Run a query with bound parameters; rows as arrays of column values. */
@@ -27,4 +29,16 @@ export interface DriverOptions {
   readonly connectTimeoutMs: number;
   /** Deadline for one statement, for drivers that can ask the server. */
   readonly queryTimeoutMs: number;
+}
+
+/** The network drivers, each its own module so only the one in use loads. */
+export interface NetworkDrivers {
+  readonly postgresql?: (
+    target: Extract<SqlTarget, { kind: "postgresql" }>,
+    options: DriverOptions,
+  ) => Driver;
+  readonly mysql?: (
+    target: Extract<SqlTarget, { kind: "mysql" }>,
+    options: DriverOptions,
+  ) => Driver;
 }

@@ -21,6 +21,8 @@ import {
   DEFAULT_UPDATE_QUERY,
 } from "../../../lib/stores/sql/query.ts";
 import type { WriteScheme } from "../../../lib/hash/mod.ts";
+import { openPostgres } from "../../../lib/stores/sql/postgres.ts";
+import { openMysql } from "../../../lib/stores/sql/mysql.ts";
 import {
   Mariadb,
   mariadbMissing,
@@ -81,6 +83,7 @@ interface Make {
 async function store(url: string, options: Make = {}): Promise<SqlBackend> {
   return await createSqlBackend({
     target: parseSqlUrl(url),
+    drivers: { postgresql: openPostgres, mysql: openMysql },
     passwordQuery: compileQuery(
       "sql-password-query",
       options.password ?? DEFAULT_PASSWORD_QUERY,

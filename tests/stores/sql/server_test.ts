@@ -373,13 +373,13 @@ const LAUNCHER_FLAGS = [
 
 Deno.test({
   name:
-    `the bundle, run with the launcher's flags, changes a password in PostgreSQL${
-      skipped(PG_SKIP)
+    `the bundle, run with the launcher's flags, changes passwords in PostgreSQL and MariaDB${
+      skipped(PG_SKIP ?? MY_SKIP)
     }`,
-  ignore: PG_SKIP !== undefined,
+  ignore: (PG_SKIP ?? MY_SKIP) !== undefined,
   async fn() {
-    await using db = await Postgres.create(["mail"]);
-    await mailDatabase(db);
+    await using pg = await Postgres.create(["mail"]);
+    await using my = await Mariadb.create(["mail"]);
     const dir = await Deno.makeTempDir({ prefix: "poppass-sqlbundle-" });
     try {
       const bundle = `${dir}/qmail-poppass.js`;
@@ -390,15 +390,12 @@ Deno.test({
         stderr: "piped",
       }).output();
       assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
-      const socket = `${db.socketDir}/.s.PGSQL.5432`;
-      const session = (extra: string[]) =>
-        new Deno.Command(Deno.execPath(), {
+      const talk = async (url: string, extra: string[], input: string) => {
+        const child = new Deno.Command(Deno.execPath(), {
           args: [
             ...LAUNCHER_FLAGS,
             ...extra,
             bundle,
-            "--sql-url",
-            db.url("mail"),
             ...TIMINGS,
             ...SCHEME,
             HOST,
@@ -407,6 +404,7 @@ Deno.test({
             NO_COLOR: "1",
             DENO_NO_UPDATE_CHECK: "1",
             DENO_DIR: `${dir}/deno`,
+            POPPASS_SQL_URL: url,
           },
           clearEnv: true,
           stdin: "piped",
@@ -414,8 +412,6 @@ Deno.test({
           stderr: "piped",
           signal: AbortSignal.timeout(60_000),
         }).spawn();
-      const talk = async (extra: string[], input: string) => {
-        const child = session(extra);
         const w = child.stdin.getWriter();
         await w.write(new TextEncoder().encode(input));
         await w.close();
@@ -426,24 +422,35 @@ Deno.test({
           stderr: new TextDecoder().decode(out.stderr),
         };
       };
-      // Without the socket permission the launcher would grant: exit 100.
-      const denied = await talk([], "quit\r\n");
-      assert.equal(denied.code, 100, denied.stderr);
-      assert.match(denied.stderr, new RegExp(`needs --allow-write=${socket}`));
-      const ok = await talk(
-        ["--allow-net", `--allow-write=${socket}`],
-        "user alice@example.org\r\npass alice-old-pw\r\nnewpass alice-bundle-pw\r\nquit\r\n",
-      );
-      assert.equal(
-        ok.stdout,
-        greeting(HOST) + R.userOk + R.passOk + R.changed + R.bye,
-        ok.stderr,
-      );
-      assert.equal(ok.code, 0);
-      assert.match(
-        await storedHash(db, "alice@example.org"),
-        /^\{SHA512-CRYPT\}\$6\$/,
-      );
+      const cases: [TestDatabase, string][] = [
+        [pg, `${pg.socketDir}/.s.PGSQL.5432`],
+        [my, my.socket],
+      ];
+      for (const [db, socket] of cases) {
+        await mailDatabase(db);
+        // Without the socket permission the launcher grants: exit 100.
+        const denied = await talk(db.url("mail"), [], "quit\r\n");
+        assert.equal(denied.code, 100, denied.stderr);
+        assert.match(
+          denied.stderr,
+          new RegExp(`needs --allow-write=${socket}`),
+        );
+        const ok = await talk(
+          db.url("mail"),
+          ["--allow-net", `--allow-write=${socket}`],
+          "user alice@example.org\r\npass alice-old-pw\r\nnewpass alice-bundle-pw\r\nquit\r\n",
+        );
+        assert.equal(
+          ok.stdout,
+          greeting(HOST) + R.userOk + R.passOk + R.changed + R.bye,
+          ok.stderr,
+        );
+        assert.equal(ok.code, 0);
+        assert.match(
+          await storedHash(db, "alice@example.org"),
+          /^\{SHA512-CRYPT\}\$6\$/,
+        );
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
