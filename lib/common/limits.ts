@@ -135,3 +135,11 @@ export const SQL_QUERY_TIMEOUT_MS = 10_000;
  * 40 sessions; many server instances then cost a database little.
  */
 export const SQL_POOL_SIZE = 4;
+
+/**
+ * SQL store, SQLite: how long a statement waits for another writer's lock.
+ * node:sqlite waits synchronously, which stalls every session of a listen
+ * server; a change commits in milliseconds, so 2 s only runs out when
+ * something holds the file locked, and then a temporary failure is right.
+ */
+export const SQLITE_BUSY_MS = 2_000;

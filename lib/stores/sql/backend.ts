@@ -121,11 +121,12 @@ export async function createSqlBackend(
         driverOptions.queryTimeoutMs,
       );
     });
-    const work = run(d);
+    let work: Promise<T> | undefined;
     try {
+      work = run(d);
       return await Promise.race([work, deadline]);
     } catch (error) {
-      work.catch(() => {});
+      work?.catch(() => {});
       if (driver === d) driver = undefined;
       void d.close();
       throw new DatabaseTrouble(`${where}: ${what}: ${describe(error)}`);

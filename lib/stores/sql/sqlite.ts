@@ -1,7 +1,7 @@
 /**
  * SQLite through Deno's built-in `node:sqlite` (no npm package). Calls
- * are synchronous; a locked database is waited for up to the query
- * timeout.
+ * are synchronous; a locked database is waited for briefly
+ * (`SQLITE_BUSY_MS`).
  *
  * @module
  */
@@ -9,6 +9,7 @@
 import { DatabaseSync } from "node:sqlite";
 import type { Driver, DriverOptions } from "./driver.ts";
 import type { SqlTarget } from "./url.ts";
+import { SQLITE_BUSY_MS } from "../../common/limits.ts";
 
 /** Open the database file lazily, at the first statement. */
 export function openSqlite(
@@ -23,7 +24,11 @@ export function openSqlite(
       } catch {
         throw new Error(`${target.path} does not exist`);
       }
-      db = new DatabaseSync(target.path, { timeout: options.queryTimeoutMs });
+      // node:sqlite waits for a lock synchronously, holding the only JS
+      // thread: a short wait, then a temporary failure.
+      db = new DatabaseSync(target.path, {
+        timeout: Math.min(options.queryTimeoutMs, SQLITE_BUSY_MS),
+      });
     }
     return db;
   };

@@ -577,6 +577,28 @@ Deno.test("SQLite through node:sqlite: PostfixAdmin-like table, default queries"
     assert.match(row.password, /^\{SHA512-CRYPT\}\$6\$/);
     assert.ok(row.modified);
     if (DOVEADM) assert.ok(await doveadmAccepts(row.password, "lite-new-pw"));
+    // Another writer holds the file: a temporary failure after a short wait.
+    const holder = new DatabaseSync(path);
+    holder.exec("BEGIN EXCLUSIVE");
+    try {
+      const started = Date.now();
+      const locked = await change(
+        b,
+        "lite@example.org",
+        "lite-new-pw",
+        "lite-newer-pw",
+      );
+      assert.equal(locked.kind, "temporary", JSON.stringify(locked));
+      assert.match((locked as { reason: string }).reason, /locked/);
+      assert.ok(Date.now() - started < 5_000);
+    } finally {
+      holder.exec("ROLLBACK");
+      holder.close();
+    }
+    assert.deepEqual(
+      await change(b, "lite@example.org", "lite-new-pw", "lite-newer-pw"),
+      OK,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
