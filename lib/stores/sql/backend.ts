@@ -27,7 +27,7 @@ import {
 } from "../../common/limits.ts";
 import { bind, type Query, render, valuesOf } from "./query.ts";
 import { describeTarget, type SqlTarget } from "./url.ts";
-import type { Driver, DriverOptions, NetworkDrivers } from "./driver.ts";
+import type { Driver, DriverOptions, Guard, NetworkDrivers } from "./driver.ts";
 import { openSqlite } from "./sqlite.ts";
 
 /** Settings of {@link createSqlBackend}. */
@@ -215,7 +215,19 @@ export async function createSqlBackend(
           reason: `cannot hash the new password: ${describe(error)}`,
         };
       }
-      let count: number;
+      // In the update's transaction, read the hash again: if another
+      // change landed since the check, the old password must still match.
+      const guard: Guard = async (select) => {
+        const rows = await select(
+          selectText,
+          bind(options.passwordQuery, valuesOf(found.name)),
+        );
+        const now = rows.length === 1 ? text(rows[0]![0]) : undefined;
+        if (now === found.stored) return true;
+        if (now === undefined || now === "") return false;
+        return (await limit(() => verify(now, oldPassword))).kind === "match";
+      };
+      let count: number | "refused";
       try {
         count = await step(
           "update query",
@@ -223,10 +235,18 @@ export async function createSqlBackend(
             d.updateOne(
               updateText,
               bind(options.updateQuery, valuesOf(found.name, hashed)),
+              guard,
             ),
         );
       } catch (error) {
         return trouble(error);
+      }
+      if (count === "refused") {
+        return {
+          kind: "rejected",
+          reason:
+            "the password changed meanwhile and the old one no longer matches; rolled back",
+        };
       }
       if (count !== 1) {
         const reason =

@@ -13,13 +13,24 @@ export interface Driver {
   /** Run a query with bound parameters; rows as arrays of column values. */
   select(text: string, params: readonly string[]): Promise<unknown[][]>;
   /**
-   * Run an update with bound parameters in a transaction: commit when it
+   * Run an update with bound parameters in a transaction: first `guard`,
+   * with a query function on the same transaction (roll back and resolve
+   * to `"refused"` when it says no), then the update; commit when it
    * touched exactly one row, else roll back. Resolves to the row count.
    */
-  updateOne(text: string, params: readonly string[]): Promise<number>;
+  updateOne(
+    text: string,
+    params: readonly string[],
+    guard: Guard,
+  ): Promise<number | "refused">;
   /** Close every connection; never throws. */
   close(): Promise<void>;
 }
+
+/** A check run inside the update's transaction, before the update. */
+export type Guard = (
+  select: (text: string, params: readonly string[]) => Promise<unknown[][]>,
+) => Promise<boolean>;
 
 /** How a driver is opened. */
 export interface DriverOptions {

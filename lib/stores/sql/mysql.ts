@@ -42,11 +42,20 @@ export function openMysql(
       const [rows] = await pool.execute(text, [...params]);
       return rows as unknown[][];
     },
-    async updateOne(text, params) {
+    async updateOne(text, params, guard) {
       let conn: PoolConnection | undefined;
       try {
         conn = await pool.getConnection();
         await conn.beginTransaction();
+        const c = conn;
+        const select = async (t: string, p: readonly string[]) =>
+          (await c.execute(t, [...p]))[0] as unknown[][];
+        if (!(await guard(select))) {
+          await conn.rollback();
+          conn.release();
+          conn = undefined;
+          return "refused";
+        }
         const [result] = await conn.execute(text, [...params]);
         const count = (result as ResultSetHeader).affectedRows;
         if (count === 1) await conn.commit();

@@ -44,9 +44,15 @@ export function openPostgres(
       const rows = await sql.unsafe(text, [...params]).values();
       return rows.map((row) => [...row]);
     },
-    async updateOne(text, params) {
-      let count = -1;
+    async updateOne(text, params, guard) {
+      let count: number | "refused" = -1;
       await sql.begin(async (tx) => {
+        const select = async (t: string, p: readonly string[]) =>
+          (await tx.unsafe(t, [...p]).values()).map((row) => [...row]);
+        if (!(await guard(select))) {
+          count = "refused";
+          throw new RollBack();
+        }
         const result = await tx.unsafe(text, [...params]);
         count = result.count;
         if (count !== 1) throw new RollBack();

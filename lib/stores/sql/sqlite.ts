@@ -34,25 +34,26 @@ export function openSqlite(
   };
   return {
     select(text, params) {
-      return Promise.resolve().then(() => {
-        return open().prepare(text).all(...params).map((row) =>
-          Object.values(row as Record<string, unknown>)
-        );
-      });
+      return Promise.resolve().then(() => rows(open(), text, params));
     },
-    updateOne(text, params) {
-      return Promise.resolve().then(() => {
-        const d = open();
-        d.exec("BEGIN IMMEDIATE");
-        try {
-          const count = Number(d.prepare(text).run(...params).changes);
-          d.exec(count === 1 ? "COMMIT" : "ROLLBACK");
-          return count;
-        } catch (error) {
-          if (d.isTransaction) d.exec("ROLLBACK");
-          throw error;
+    async updateOne(text, params, guard) {
+      await Promise.resolve();
+      const d = open();
+      d.exec("BEGIN IMMEDIATE");
+      try {
+        const select = (t: string, p: readonly string[]) =>
+          Promise.resolve(rows(d, t, p));
+        if (!(await guard(select))) {
+          d.exec("ROLLBACK");
+          return "refused";
         }
-      });
+        const count = Number(d.prepare(text).run(...params).changes);
+        d.exec(count === 1 ? "COMMIT" : "ROLLBACK");
+        return count;
+      } catch (error) {
+        if (d.isTransaction) d.exec("ROLLBACK");
+        throw error;
+      }
     },
     close() {
       db?.close();
@@ -60,4 +61,14 @@ export function openSqlite(
       return Promise.resolve();
     },
   };
+}
+
+function rows(
+  db: DatabaseSync,
+  text: string,
+  params: readonly string[],
+): unknown[][] {
+  return db.prepare(text).all(...params).map((row) =>
+    Object.values(row as Record<string, unknown>)
+  );
 }

@@ -436,6 +436,65 @@ for (const { name, missing, create } of DATABASES) {
         },
       );
 
+      if (db.kind === "postgresql") {
+        await t.step(
+          "a change that lands between the check and the update",
+          async () => {
+            // The password query returns the stored hash on odd calls (the
+            // check) and a racing writer's hash on even calls (the re-read in
+            // the update's transaction).
+            await db.sql(
+              "mail",
+              `CREATE TABLE flips (n integer NOT NULL, other text NOT NULL);
+             INSERT INTO flips VALUES (0, '{PLAIN}someone-else-pw');
+             CREATE FUNCTION racy_password(u text) RETURNS text LANGUAGE plpgsql VOLATILE AS $fn$
+             DECLARE k integer; o text;
+             BEGIN
+               UPDATE flips SET n = n + 1 RETURNING n, other INTO k, o;
+               IF k % 2 = 1 THEN RETURN (SELECT password FROM mailbox WHERE username = u); END IF;
+               RETURN o;
+             END $fn$;`,
+            );
+            await db.sql(
+              "mail",
+              postfixadminMailbox("race@example.org", "{PLAIN}race-old-pw"),
+            );
+            await using b = await closing(
+              await store(url, { password: "SELECT racy_password(%u)" }),
+            );
+            assert.deepEqual(
+              await change(b, "race@example.org", "race-old-pw", "race-new-pw"),
+              {
+                kind: "rejected",
+                reason:
+                  "the password changed meanwhile and the old one no longer matches; rolled back",
+              },
+            );
+            assert.equal(
+              await storedHash(db, "race@example.org"),
+              "{PLAIN}race-old-pw",
+            );
+            // The racing writer stored the same password in another hash: go on.
+            await db.sql(
+              "mail",
+              `UPDATE flips SET n = 0, other = ${
+                lit(await doveadmHash("SHA512-CRYPT", "race-old-pw"))
+              };`,
+            );
+            assert.deepEqual(
+              await change(b, "race@example.org", "race-old-pw", "race-new-pw"),
+              OK,
+            );
+            assert.ok(
+              await doveadmAccepts(
+                await storedHash(db, "race@example.org"),
+                "race-new-pw",
+              ),
+            );
+          },
+        );
+      }
+
       await t.step("20 changes at once, each verified by doveadm", async () => {
         const users = Array.from(
           { length: 20 },
