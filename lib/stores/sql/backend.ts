@@ -41,7 +41,10 @@ export interface SqlBackendOptions {
   readonly minPasswordLength: number;
   /** Connections at most: a small pool in listen mode, 1 in stdio mode. */
   readonly poolSize: number;
-  /** Connect at startup to tell the admin early (listen mode); a failure is a warning. */
+  /**
+   * Run the password query once at startup to tell the admin early (listen
+   * mode); a failure is a warning.
+   */
   readonly probe: boolean;
   /**
    * The driver for `target` (postgres.ts or mysql.ts, loaded by the caller:
@@ -182,12 +185,17 @@ export async function createSqlBackend(
 
   if (options.probe) {
     try {
-      await step("connect", (d) => d.select("SELECT 1", []));
+      // The password query itself, for a user no row has: a missing table
+      // or a typo shows now, not at the first session.
+      await step(
+        "password query at startup",
+        (d) => d.select(selectText, bind(options.passwordQuery, valuesOf(""))),
+      );
     } catch (error) {
       log(
-        `warning: the database is not reachable now (${
+        `warning: the database cannot be used now (${
           describe(error)
-        }); sessions get temporary failures until it is`,
+        }); sessions get temporary failures until it can`,
       );
     }
   }

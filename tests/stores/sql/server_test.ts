@@ -245,7 +245,7 @@ Deno.test({
     });
     assert.match(
       server.logs.join("\n"),
-      /warning: the database is not reachable now \(.*\); sessions get temporary failures until it is/,
+      /warning: the database cannot be used now \(.*password query at startup: .*\); sessions get temporary failures until it can/,
     );
     {
       await using c = await SocketClient.connect(server.port());
@@ -268,6 +268,25 @@ Deno.test({
       await c.talk.closed(REPLY_MS);
     }
     assert.equal((await server.stop()).code, 0);
+    // A query on a missing table is told at startup too.
+    await using typo = await Server.start({
+      options: [
+        "--listen",
+        "127.0.0.1:0",
+        ...TIMINGS,
+        "--sql-url",
+        db.url("mail"),
+        "--sql-password-query",
+        "SELECT password FROM mailboxes WHERE username = %u",
+      ],
+      check: [],
+      password: "",
+      hostname: HOST,
+    });
+    assert.match(
+      typo.logs.join("\n"),
+      /warning: the database cannot be used now \(.*relation "mailboxes" does not exist\)/,
+    );
   },
 });
 
