@@ -151,10 +151,11 @@ export async function createSqlBackend(
     pw: Uint8Array,
   ): Promise<Outcome | { stored: string; name: string }> {
     const name = utf8(user);
-    if (name === undefined) {
-      // Not UTF-8: no row can hold it. Cost what a wrong password costs.
+    if (name === undefined || name.includes("\0")) {
+      // Not UTF-8, or a NUL (PostgreSQL refuses it in text): no row can
+      // hold it. Cost what a wrong password costs.
       await limit(() => dummyVerify(scheme, pw));
-      return { kind: "rejected", reason: "unknown user (not UTF-8)" };
+      return { kind: "rejected", reason: "unknown user (not UTF-8 or NUL)" };
     }
     let rows: unknown[][];
     try {

@@ -321,6 +321,8 @@ for (const { name, missing, create } of DATABASES) {
             `?`,
             `${victim}' AND active = '1`,
             `${victim} `,
+            `${victim}\0`,
+            `${victim}\0' OR '1'='1`,
           ];
           await using b = await closing(await store(url));
           await using custom = await closing(
