@@ -44,6 +44,9 @@ import { errorMessage } from "./lib/common/errors.ts";
 
 /** How a warning line starts, from config and from a store. */
 const WARNING = "warning: ";
+import { describeTarget } from "./lib/stores/sql/url.ts";
+import { sqlPermissionProblem } from "./lib/stores/sql/config.ts";
+import { SQL_POOL_SIZE } from "./lib/common/limits.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -103,6 +106,7 @@ export async function main(args: readonly string[]): Promise<number> {
           }`,
         log,
       );
+      await closeBackend(backend);
       return EXIT.ok;
     }
     await serveStdio({
@@ -113,6 +117,7 @@ export async function main(args: readonly string[]): Promise<number> {
       env,
       ...(config.proxy ? { proxy: config.proxy } : {}),
     });
+    await closeBackend(backend);
     return EXIT.ok;
   } catch (error) {
     return await startupFailure(error, args, env, log);
@@ -230,6 +235,9 @@ function backendText(config: Config): string {
     return `PAM service ${backend.service}, uid >= ${backend.minUid}`;
   }
   if (backend.kind === "ldap") return `ldap ${backend.urls.join(" ")}`;
+  if (backend.kind === "sql") {
+    return `sql ${describeTarget(backend.sql.target)}`;
+  }
   if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
   return backend.helper === undefined
     ? "fd-3 shim /bin/sh"
@@ -243,7 +251,7 @@ function proxyText(config: Config): string {
     : "";
 }
 
-/** The external programs, or a built-in store (passwd-file, PAM, LDAP). */
+/** The external programs, or a built-in store (passwd-file, PAM, LDAP, SQL). */
 async function createBackend(
   config: Config,
   log: (message: string) => void,
@@ -280,6 +288,45 @@ async function createBackend(
     );
     return await createLdapBackend({ config: backend });
   }
+  if (backend.kind === "sql") {
+    const problem = sqlPermissionProblem(backend.sql.target);
+    if (problem) throw new UsageError(problem);
+    const listen = config.mode.kind === "listen";
+    // The drivers load only here. Their Node built-ins cost ~0.1 s of CPU,
+    // so stdio mode loads them, and connects once, at the first check.
+    const kind = backend.sql.target.kind;
+    const load = async () => {
+      const { createSqlBackend } = await import("./lib/stores/sql/backend.ts");
+      // Each driver is a module of its own: PostgreSQL's 72 KB need not
+      // wait for MySQL's 1.4 MB.
+      const drivers = kind === "postgresql"
+        ? {
+          postgresql:
+            (await import("./lib/stores/sql/postgres.ts")).openPostgres,
+        }
+        : kind === "mysql"
+        ? { mysql: (await import("./lib/stores/sql/mysql.ts")).openMysql }
+        : {};
+      return await createSqlBackend({
+        drivers,
+        ...backend.sql,
+        scheme: backend.scheme,
+        minPasswordLength: backend.minPasswordLength,
+        poolSize: listen ? SQL_POOL_SIZE : 1,
+        probe: listen,
+        log,
+      });
+    };
+    if (listen) return await load();
+    let loaded: Promise<Backend> | undefined;
+    return {
+      check: async (...a) => await (await (loaded ??= load())).check(...a),
+      change: async (...a) => await (await (loaded ??= load())).change(...a),
+      close: async () => {
+        if (loaded) await closeBackend(await loaded);
+      },
+    } as Backend;
+  }
   try {
     await Deno.stat(backend.path);
   } catch (error) {
@@ -301,6 +348,22 @@ async function createBackend(
     minPasswordLength: backend.minPasswordLength,
     log,
   });
+}
+
+/**
+ * Say goodbye to the database (a store with connections has `close`), so
+ * its log does not count an aborted connection per session; bounded, since
+ * a hung database must not keep the process alive.
+ */
+async function closeBackend(backend: Backend): Promise<void> {
+  const close = (backend as { close?: () => Promise<void> }).close;
+  if (!close) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    close.call(backend).catch(() => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, 1_000)),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Log one clear line, tell a stdio client with one `500` line, pick the exit code. */

@@ -231,3 +231,36 @@ export const V8_YOUNG_MIB = 96;
 export function heapNeedMib(maxSessions: number): number {
   return HEAP_BASE_MIB + Math.ceil(maxSessions * HEAP_PER_SESSION_KIB / 1024);
 }
+
+/**
+ * SQL store: deadline for opening one database connection. A database on
+ * the same LAN answers in milliseconds; one that has not answered in 5 s
+ * is down or unreachable, and the session must still be answered well
+ * before a webmail client gives up (30-60 s).
+ */
+export const SQL_CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * SQL store: deadline for one database step (waiting for a pooled
+ * connection, connecting, and the statement). The lookup and the update
+ * touch one indexed row and take milliseconds; 10 s covers a loaded
+ * server or a short lock wait, and still answers before clients give up.
+ * On expiry the pool is closed and the next session connects afresh.
+ */
+export const SQL_QUERY_TIMEOUT_MS = 10_000;
+
+/**
+ * SQL store, listen mode: connections in the pool. Each session holds one
+ * only for a lookup or an update (milliseconds) while hashing (hundreds of
+ * milliseconds, at most two at once) dominates, so four serve the default
+ * 40 sessions; many server instances then cost a database little.
+ */
+export const SQL_POOL_SIZE = 4;
+
+/**
+ * SQL store, SQLite: how long a statement waits for another writer's lock.
+ * node:sqlite waits synchronously, which stalls every session of a listen
+ * server; a change commits in milliseconds, so 2 s only runs out when
+ * something holds the file locked, and then a temporary failure is right.
+ */
+export const SQLITE_BUSY_MS = 2_000;

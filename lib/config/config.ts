@@ -32,6 +32,7 @@ import {
   type LdapConfig,
   parseLdapConfig,
 } from "../stores/ldap/config.ts";
+import { parseSqlSettings, type SqlSettings } from "../stores/sql/config.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -59,10 +60,22 @@ export type BackendConfig =
     readonly minPasswordLength: number;
   }
   | PamConfig
-  | LdapConfig;
+  | LdapConfig
+  | {
+    readonly kind: "sql";
+    readonly sql: SqlSettings;
+    readonly scheme: PasswdScheme;
+    readonly minPasswordLength: number;
+  };
 
 /** The options that each select a built-in store; at most one may be given. */
-const STORE_OPTIONS = ["ldap-url", "pam", "passwd-file"] as const;
+const STORE_OPTIONS = [
+  "ldap-url",
+  "pam",
+  "sql-url",
+  "sql-url-file",
+  "passwd-file",
+] as const;
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -127,7 +140,9 @@ export function parseInvocation(
   }
   const warnings: string[] = [];
   const mode = parseMode(options, get);
-  const backend = parseBackend(get, chain, env, probe, warnings, mode.kind);
+  const backend = parseBackend(get, chain, env, probe, warnings, mode.kind, [
+    ...options.keys(),
+  ]);
   const proxy = parseProxy(get("proxy-protocol"), mode);
   return {
     kind: options.has("check-config") ? "check" : "run",
@@ -218,6 +233,7 @@ function parseBackend(
   probe: FileProbe,
   warnings: string[],
   mode: Config["mode"]["kind"],
+  onArgv: readonly string[],
 ): BackendConfig {
   const stores = STORE_OPTIONS.filter((name) => get(name) !== undefined);
   if (stores.length > 1) {
@@ -229,6 +245,8 @@ function parseBackend(
   }
   const pam = get("pam");
   if (pam !== undefined) return parsePamConfig(pam, get, chain);
+  const sql = parseSqlSettings(get, chain, warnings, onArgv);
+  if (sql) return { kind: "sql", sql, ...policy(get) };
   const passwdFile = get("passwd-file");
   const helperWord = get("fd3-helper");
   // Used in listen mode only, like --max-sessions: one process per
@@ -330,6 +348,19 @@ function parseBackend(
     setArgv,
     ...(helper === undefined ? {} : { helper }),
     ...(spawner === undefined ? {} : { spawner }),
+  };
+}
+
+/** --passwd-scheme and --min-password-length, for the built-in stores. */
+function policy(get: (name: string) => string | undefined) {
+  return {
+    scheme: parseScheme(get("passwd-scheme") ?? "ARGON2ID"),
+    minPasswordLength: parseCount(
+      "min-password-length",
+      get("min-password-length") ?? "8",
+      1,
+      512,
+    ),
   };
 }
 

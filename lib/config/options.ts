@@ -124,6 +124,30 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "FILE  built-in Dovecot passwd-file back end",
   },
   {
+    name: "sql-url",
+    env: "POPPASS_SQL_URL",
+    kind: "text",
+    help: "URL  built-in SQL back end: postgresql://, mysql://, sqlite:///",
+  },
+  {
+    name: "sql-url-file",
+    env: "POPPASS_SQL_URL_FILE",
+    kind: "text",
+    help: "FILE  read --sql-url from FILE (keeps a password out of ps)",
+  },
+  {
+    name: "sql-password-query",
+    env: "POPPASS_SQL_PASSWORD_QUERY",
+    kind: "text",
+    help: "Q  SQL: stored hash of %u (PostfixAdmin mailbox)",
+  },
+  {
+    name: "sql-update-query",
+    env: "POPPASS_SQL_UPDATE_QUERY",
+    kind: "text",
+    help: "Q  SQL: set the new hash %w of %u (PostfixAdmin mailbox)",
+  },
+  {
     name: "passwd-scheme",
     env: "POPPASS_PASSWD_SCHEME",
     kind: "text",
@@ -133,7 +157,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     name: "min-password-length",
     env: "POPPASS_MIN_PASSWORD_LENGTH",
     kind: "count",
-    help: "N  passwd-file: shortest new password (8)",
+    help: "N  passwd-file, SQL: shortest new password (8)",
   },
   {
     name: "pam",
@@ -359,6 +383,7 @@ export function usageText(): string {
     "       qmail-poppass [options] --passwd-file FILE hostname",
     "       qmail-poppass [options] --pam SERVICE hostname",
     "       qmail-poppass [options] --ldap-url URL (--ldap-user-dn T | --ldap-base DN) hostname",
+    "       qmail-poppass [options] --sql-url URL hostname",
     "",
     "PASSWORD_COMMAND names the setpassword program (with the checkprogram form).",
     "Without --listen, one session is served on fd 0/1 (tcpserver, inetd, systemd).",

@@ -9,6 +9,11 @@
 #                                                DIR = the file's real folder)
 #   built-in PAM store     --allow-ffi          (--pam, POPPASS_PAM: libpam is
 #                                                loaded through Deno's FFI)
+#   built-in SQL store     --allow-net          (--sql-url, --sql-url-file, their
+#                                                POPPASS_ variables), and
+#                          --allow-write=PATH   for a unix socket (PostgreSQL
+#                                                ?host=/DIR, MySQL ?socket=/FILE)
+#                                                or an SQLite file's folder
 #
 # Deno.kill of a child's process group needs the unscoped --allow-run; the
 # checkpassword programs and TLS files may live anywhere, hence --allow-read.
@@ -47,6 +52,8 @@ passwd_file=$(trim "${POPPASS_PASSWD_FILE-}")
 pam=$(trim "${POPPASS_PAM-}")
 ldap_url=$(trim "${POPPASS_LDAP_URL-}")
 max_sessions=$(trim "${POPPASS_MAX_SESSIONS-}")
+sql_url=$(trim "${POPPASS_SQL_URL-}")
+sql_url_file=$(trim "${POPPASS_SQL_URL_FILE-}")
 want=
 for arg do
   case $want in
@@ -55,6 +62,8 @@ for arg do
   pam) pam=$arg want= && continue ;;
   ldap-url) ldap_url=$arg want= && continue ;;
   max-sessions) max_sessions=$arg want= && continue ;;
+  sql-url) sql_url=$arg want= && continue ;;
+  sql-url-file) sql_url_file=$arg want= && continue ;;
   value) want= && continue ;;
   esac
   case $arg in
@@ -64,6 +73,10 @@ for arg do
   --pam=*) pam=${arg#--pam=} ;;
   --ldap-url=*) ldap_url=${arg#--ldap-url=} ;;
   --max-sessions=*) max_sessions=${arg#--max-sessions=} ;;
+  --sql-url=*) sql_url=${arg#--sql-url=} ;;
+  --sql-url-file=*) sql_url_file=${arg#--sql-url-file=} ;;
+  --sql-url) want=sql-url ;;
+  --sql-url-file) want=sql-url-file ;;
   --listen) want=listen ;;
   --passwd-file) want=passwd-file ;;
   --pam) want=pam ;;
@@ -101,8 +114,8 @@ fi
 # The LDAP store connects to its directory servers in both modes.
 [ -n "$ldap_url" ] && net=--allow-net
 
-# No built-in store (passwd-file, LDAP, PAM) runs programs.
-store=$passwd_file$ldap_url$pam
+# No built-in store (passwd-file, LDAP, PAM, SQL) runs programs.
+store=$passwd_file$ldap_url$pam$sql_url$sql_url_file
 
 # The compiled fd-3 shim starts each checkpassword and setpassword program
 # in one exec instead of three (/bin/sh, setsid, the program). A
@@ -137,6 +150,35 @@ if [ -n "$passwd_file" ]; then
   folder=$(printf '%s\n' "$folder" | sed 's/,/,,/g' && echo x)
   folder=${folder%?x}
   write=--allow-write=$folder
+fi
+if [ -n "$sql_url$sql_url_file" ]; then
+  net=--allow-net
+  # The URL is read here only to find a path to grant; the program
+  # checks it. A file's first line is the URL.
+  if [ -n "$sql_url_file" ]; then
+    sql_url=$(sed -n '1{s/^[[:space:]]*//;s/[[:space:]]*$//;p;}' -- "$sql_url_file" 2>/dev/null)
+  fi
+  path=
+  case $sql_url in
+  postgres://* | postgresql://*)
+    dir=$(printf '%s\n' "$sql_url" | sed -n 's|^[^?]*?\(.*&\)\{0,1\}host=\(/[^&#]*\).*$|\2|p')
+    port=$(printf '%s\n' "$sql_url" | sed -n 's|^[^?]*?\(.*&\)\{0,1\}port=\([0-9]*\).*$|\2|p')
+    [ -n "$port" ] || port=$(printf '%s\n' "$sql_url" | sed -n 's,^[^/]*//[^/]*:\([0-9][0-9]*\)/.*$,\1,p')
+    [ -n "$dir" ] && path=$dir/.s.PGSQL.${port:-5432}
+    ;;
+  mysql://* | mariadb://*)
+    path=$(printf '%s\n' "$sql_url" | sed -n 's|^[^?]*?\(.*&\)\{0,1\}socket=\(/[^&#]*\).*$|\2|p')
+    ;;
+  sqlite:///*)
+    file=${sql_url#sqlite://}
+    path=$(dirname -- "$file")
+    ;;
+  esac
+  if [ -n "$path" ]; then
+    path=$(printf '%s\n' "$path" | sed 's/,/,,/g' && echo x)
+    path=${path%?x}
+    write=--allow-write=$path
+  fi
 fi
 
 # PAM modules run inside the process (pam_unix writes /etc/shadow itself),

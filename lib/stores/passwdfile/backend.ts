@@ -155,7 +155,7 @@ export function passwordLength(pw: Uint8Array): number {
 }
 
 /** Policy on the new password, or undefined when it is acceptable. */
-function refuseNewPassword(
+export function refuseNewPassword(
   oldPassword: Uint8Array,
   newPassword: Uint8Array,
   minPasswordLength: number,
@@ -179,7 +179,7 @@ function refuseNewPassword(
 }
 
 /** A semaphore: run at most `max` tasks at once, the rest in arrival order. */
-function limiter(max: number) {
+export function limiter(max: number) {
   let running = 0;
   const waiting: Array<() => void> = [];
   return async <T>(task: () => Promise<T>): Promise<T> => {
