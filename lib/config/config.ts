@@ -68,14 +68,16 @@ export type BackendConfig =
     readonly minPasswordLength: number;
   };
 
-/** The options that each select a built-in store; at most one may be given. */
-const STORE_OPTIONS = [
-  "ldap-url",
-  "pam",
-  "sql-url",
-  "sql-url-file",
-  "passwd-file",
-] as const;
+/**
+ * The options that select a built-in store, one group per store (the SQL
+ * URL may also come from a file); options of two groups may not be mixed.
+ */
+const STORE_OPTIONS: readonly (readonly string[])[] = [
+  ["ldap-url"],
+  ["pam"],
+  ["sql-url", "sql-url-file"],
+  ["passwd-file"],
+];
 
 /** Hash schemes the passwd-file back end can write. */
 export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
@@ -235,7 +237,9 @@ function parseBackend(
   mode: Config["mode"]["kind"],
   onArgv: readonly string[],
 ): BackendConfig {
-  const stores = STORE_OPTIONS.filter((name) => get(name) !== undefined);
+  const stores = STORE_OPTIONS.flatMap((group) =>
+    group.filter((name) => get(name) !== undefined).slice(0, 1)
+  );
   if (stores.length > 1) {
     throw new UsageError(
       `${

@@ -109,7 +109,7 @@ Deno.test(
     const log = server.log;
     assert.match(
       log,
-      /setpassword for bob: rejected, the server refused the new password: ConstraintViolation \(19\): Password fails quality checking policy/,
+      /change failed for bob: rejected, the server refused the new password: ConstraintViolation \(19\): Password fails quality checking policy/,
     );
     assert.match(
       log,

@@ -114,7 +114,7 @@ Deno.test({
       );
       await server.waitForLog(/PAM says: The password has not been changed\.$/);
       await server.waitForLog(
-        /setpassword for ppt[0-9a-f]+: rejected, pam_chauthtok: Authentication token manipulation error \(20\)$/,
+        /change failed for ppt[0-9a-f]+: rejected, pam_chauthtok: Authentication token manipulation error \(20\)$/,
       );
       await assertPassword(bob.name, "Bob-old-pw1");
     });

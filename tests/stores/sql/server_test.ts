@@ -131,7 +131,7 @@ Deno.test({
       await c.talk.closed(REPLY_MS);
     }
     await server.waitForLog(
-      /setpassword for bob@example\.org: temporary, postgresql .*: (password|update) query: /,
+      /change failed for bob@example\.org: temporary, postgresql .*: (password|update) query: /,
     );
     {
       await using c = await SocketClient.connect(server.port());
@@ -215,7 +215,7 @@ Deno.test({
     assert.deepEqual(statuses, [0, 0, 0]);
     assert.match(
       tcp.log,
-      /setpassword for carol@example\.org: temporary, mysql /,
+      /change failed for carol@example\.org: temporary, mysql /,
     );
     assert.ok(!tcp.log.includes("-pw"), "a password in the log");
   },
@@ -345,7 +345,7 @@ Deno.test("startup: malformed SQL settings exit 100 with the configuration reply
     [
       ["--sql-url", "mysql://mail@db/x", "--passwd-file", "/etc/passwd", HOST],
       {},
-      /do not go together/,
+      /are two stores: choose one/,
     ],
   ];
   for (const [args, env, why] of cases) {
