@@ -110,3 +110,21 @@ export const TLS_CLOSE_MS = 2_000;
 
 /** Upper bound for any configurable time, so typos cannot disable a deadline. */
 export const MAX_SECONDS = 86_400;
+
+/**
+ * Hash workers (lib/hash/pool.ts): hashes computed at once. One per core of
+ * the 2-core machines we measure on; each Argon2id check holds 64 MiB while
+ * it runs, so this also bounds hashing memory (2 × 64 MiB).
+ */
+export const HASH_WORKERS = 2;
+
+/**
+ * Hash jobs waiting behind the running ones; one more is refused at once as
+ * a temporary failure. 32 × ~80 ms (native Argon2id) is under 2 s of
+ * waiting, well within a client's patience, and a queued job holds only
+ * its copy of the password.
+ */
+export const HASH_QUEUE = 32;
+
+/** Idle hash workers end after this long; the next hash starts them again (~50 ms). */
+export const HASH_WORKER_IDLE_MS = 30_000;
