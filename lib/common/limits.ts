@@ -126,5 +126,17 @@ export const HASH_WORKERS = 2;
  */
 export const HASH_QUEUE = 32;
 
-/** Idle hash workers end after this long; the next hash starts them again (~50 ms). */
-export const HASH_WORKER_IDLE_MS = 30_000;
+/**
+ * passwd-file store: octets read at a time when a check scans the file for
+ * one user's line; with `PASSWD_LINE_MAX` this is all a check holds of the
+ * file, whatever its size (a 35 MB file of 200,000 users used to be read
+ * and parsed whole).
+ */
+export const PASSWD_READ_SIZE = 64 * 1024;
+
+/**
+ * passwd-file store: longest line a scan accepts; a longer one is a
+ * temporary failure naming the line. Dovecot's longest hashes are under
+ * 200 octets, and home, shell and extra fields fit many times over.
+ */
+export const PASSWD_LINE_MAX = 64 * 1024;

@@ -11,6 +11,7 @@
  */
 
 import {
+  costClass,
   DEFAULT_SCHEME,
   DUMMY_HASHES,
   isClearText,
@@ -22,6 +23,7 @@ import { closeHashPool, HashBusyError, poolMake, poolVerify } from "./pool.ts";
 
 export {
   closeHashPool,
+  costClass,
   DEFAULT_SCHEME,
   HashBusyError,
   isClearText,

@@ -10,7 +10,8 @@
  *   native speed, the library Dovecot itself uses for them (measured here:
  *   80 ms per Dovecot-default ARGON2ID hash against 240 ms in WebAssembly).
  *
- * Either is optional: without `--allow-ffi` or without the library the
+ * Either is optional: outside a hash worker, without `--allow-ffi` or
+ * without the library the
  * loaders return undefined and ./schemes.ts falls back to its pure
  * TypeScript/WebAssembly code where it has some.
  *
@@ -47,7 +48,15 @@ export interface NativeArgon2 {
   ): boolean;
 }
 
+/** The Worker name of the hash workers (./pool.ts). */
+export const HASH_WORKER_NAME = "qmail-poppass-hash";
+
+/**
+ * Only inside a hash worker, with `--allow-ffi`: a blocking FFI call on the
+ * main thread would stall every session, so there the pure code runs.
+ */
 const allowed = (): boolean => {
+  if ((globalThis as { name?: string }).name !== HASH_WORKER_NAME) return false;
   try {
     return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
   } catch {

@@ -7,8 +7,10 @@
  * Argon2id check holds 64 MiB while it runs), at most `HASH_QUEUE` wait
  * behind them, and a job past that is refused at once with
  * {@link HashBusyError}, which the stores answer as a temporary failure.
- * Workers start on first use and end after `HASH_WORKER_IDLE_MS` without
- * work, so a stdio session that never hashes never starts one.
+ * Workers start on first use (so a session that never hashes never starts
+ * one) and then stay: an idle worker keeps the process alive, so whoever
+ * ends without `Deno.exit` (main.ts always exits with it) calls
+ * {@link closeHashPool}.
  *
  * The worker runs this very module (`new Worker(import.meta.url)`): it
  * notices its name and serves jobs instead. That also works inside the
@@ -18,11 +20,7 @@
  * @module
  */
 
-import {
-  HASH_QUEUE,
-  HASH_WORKER_IDLE_MS,
-  HASH_WORKERS,
-} from "../common/limits.ts";
+import { HASH_QUEUE, HASH_WORKERS } from "../common/limits.ts";
 import {
   hashPassword,
   type Verdict,
@@ -30,9 +28,9 @@ import {
   WRITE_SCHEMES,
   type WriteScheme,
 } from "./schemes.ts";
+import { HASH_WORKER_NAME } from "./native.ts";
 
-/** The Worker name that makes this module serve jobs. */
-export const HASH_WORKER_NAME = "qmail-poppass-hash";
+export { HASH_WORKER_NAME };
 
 /** The pool is full: `HASH_WORKERS` running and `HASH_QUEUE` waiting. */
 export class HashBusyError extends Error {
@@ -75,7 +73,6 @@ export interface PoolState {
 let nextId = 1;
 const slots: Slot[] = [];
 const queue: Pending[] = [];
-let idleTimer: ReturnType<typeof setTimeout> | undefined;
 
 /** Counts of workers, running and queued jobs. */
 export function poolState(): PoolState {
@@ -131,24 +128,10 @@ function dispatch(): void {
     const request: Request = { ...pending.job, id: nextId++, password };
     slot.worker.postMessage(request, [password.buffer]);
   }
-  scheduleIdle();
-}
-
-function scheduleIdle(): void {
-  if (idleTimer !== undefined) {
-    clearTimeout(idleTimer);
-    idleTimer = undefined;
-  }
-  if (slots.length === 0 || slots.some((s) => s.current)) return;
-  const timer = setTimeout(closeHashPool, HASH_WORKER_IDLE_MS);
-  Deno.unrefTimer(timer);
-  idleTimer = timer;
 }
 
 /** End every worker now; jobs still running fail. Tests call it last. */
 export function closeHashPool(): void {
-  if (idleTimer !== undefined) clearTimeout(idleTimer);
-  idleTimer = undefined;
   for (const slot of [...slots]) retire(slot, "hash pool closed");
 }
 

@@ -410,3 +410,26 @@ export async function hashPassword(
 export async function burnTime(pw: Uint8Array, scheme: WriteScheme) {
   await verifyPassword(pw, DUMMY_HASHES[scheme]);
 }
+
+/**
+ * The cost class of a stored field: its scheme plus the parameters that set
+ * how long a check takes (Argon2 m/t/p, bcrypt cost, SHA-crypt rounds,
+ * yescrypt and PBKDF2 parameters), never the salt or hash. Two fields of
+ * one class cost the same to check; the passwd-file store spends an
+ * unknown user's dummy check on the most common class in its file.
+ *
+ * @example costClass("{BLF-CRYPT}$2y$10$abc…") // "BLF-CRYPT $2y$10"
+ */
+export function costClass(stored: string): string {
+  const { scheme, hash } = splitScheme(stored);
+  if (!hash.startsWith("$")) return scheme;
+  const parts = hash.split("$", 5);
+  const id = parts[1] ?? "";
+  let params = "";
+  if (/^argon2/.test(id)) params = `$${parts[2]}$${parts[3]}`;
+  else if (/^[56]$/.test(id) && parts[2]?.startsWith("rounds=")) {
+    params = `$${parts[2]}`;
+  } else if (/^(?:2[abxy]|y|gy|7)$/.test(id)) params = `$${parts[2]}`;
+  else if (scheme === "PBKDF2") params = `$${parts[3]}`;
+  return `${scheme} $${id}${params}`;
+}

@@ -201,12 +201,24 @@ Deno.test("verifyPassword() knows the clear-text and bare crypt forms", async (t
   });
 });
 
-Deno.test("verifyPassword() calls what it cannot judge unsupported", async (t) => {
+Deno.test("verifyPassword() on the main thread calls what it cannot judge unsupported", async (t) => {
   const table: ReadonlyArray<readonly [string, string]> = [
-    ["{SSHA512}abcd", "unsupported scheme {SSHA512}"],
-    ["$1$abc$9oLCymqkbyGdLDqaXNrQa/", "unsupported crypt hash $1$"],
-    ["$y$j9T$abc$def", "unsupported crypt hash $y$"],
-    ["no-hash-here", "unsupported crypt hash (no $id$)"],
+    ["{SSHA512}abcd", "malformed digest hash"],
+    ["{CRAM-MD5}abcd", "unsupported scheme {CRAM-MD5}"],
+    ["{SHA.HEX}abcd", "malformed digest hash"],
+    ["{PLAIN.B64}a?b", "{PLAIN.B64} hash is not B64"],
+    // On the main thread there is no libcrypt (FFI runs in hash workers).
+    [
+      "$1$abc$9oLCymqkbyGdLDqaXNrQa/",
+      "$1$ hashes need the system's libcrypt (--allow-ffi)",
+    ],
+    ["$y$j9T$abc$def", "$y$ hashes need the system's libcrypt (--allow-ffi)"],
+    [
+      "no-hash-here",
+      "(no $id$) hashes need the system's libcrypt (--allow-ffi)",
+    ],
+    ["$y$jHU$abc$def", "yescrypt memory too high"],
+    ["{PBKDF2}$1$salt$9999999$" + "0".repeat(40), "PBKDF2 rounds too high"],
     ["{SHA512-CRYPT}$6$abc$short", "malformed SHA-crypt hash"],
     ["$6$rounds=9999999$abc$" + "a".repeat(86), "SHA-crypt rounds too high"],
     ["$2y$31$" + "a".repeat(53), "bcrypt cost too high"],
