@@ -6,6 +6,11 @@
 #   listen mode            --allow-net          (--listen, POPPASS_LISTEN)
 #   built-in passwd-file   --allow-write=DIR    (--passwd-file, POPPASS_PASSWD_FILE;
 #                                                DIR = the file's real folder)
+#                          --allow-ffi          (the hash workers load the
+#                                                system's libcrypt for crypt(3)
+#                                                strings such as yescrypt "$y$",
+#                                                and libsodium for Argon2 at
+#                                                native speed)
 #
 # Deno.kill of a child's process group needs the unscoped --allow-run; the
 # checkpassword programs and TLS files may live anywhere, hence --allow-read.
@@ -94,7 +99,9 @@ if [ -n "$listen" ] && [ -z "$passwd_file" ] &&
 fi
 
 write=
+ffi=
 if [ -n "$passwd_file" ]; then
+  ffi=--allow-ffi
   # The back end writes PATH.lock and a temporary file next to the file's
   # real path (symbolic links followed), then renames.
   real=$(readlink -f -- "$passwd_file" 2>/dev/null) || real=$passwd_file
@@ -108,5 +115,5 @@ if [ -n "$passwd_file" ]; then
 fi
 
 exec "$runtime" run --no-config --no-remote --no-npm --no-prompt \
-  --allow-env --allow-run --allow-read $net $heap ${write:+"$write"} \
+  --allow-env --allow-run --allow-read $net $heap $ffi ${write:+"$write"} \
   "$program" "$@"
