@@ -13,6 +13,7 @@ import * as load from "./loadgen.ts";
 import type { LoadResult, Mode } from "./loadgen.ts";
 import { measurePair, type Pair, type PairResult } from "./paired.ts";
 import * as targets from "./targets.ts";
+import { hashingBench, hashingReport } from "./hashing.ts";
 import type { Kit, Target } from "./targets.ts";
 
 /** The targets, in the order they run. */
@@ -20,6 +21,7 @@ export const TARGETS = [
   ...["c-baseline", "spawn-floor", "spawn-floor-fd3exec", "spawn-floor-sh"],
   ...["listen", "listen-fd3exec", "listen-sh"],
   ...["stdio-ts", "stdio-bundle", "empty-deno", "debian-poppassd", "paired"],
+  "hashing", // bench/hashing.ts: its own servers, its own section
 ];
 
 /** The stdio bundle as nobody with the package's read-only code cache. */
@@ -602,13 +604,15 @@ async function main(): Promise<number> {
     await Promise.all([...run.live].map((t) => t.stop().catch(() => {})));
     await Deno.remove(kit.work, { recursive: true }).catch(() => {});
   };
+  let hashing: Awaited<ReturnType<typeof hashingBench>> = [];
   const interrupted = () => cleanup().then(() => Deno.exit(130));
   Deno.addSignalListener("SIGINT", interrupted);
   Deno.addSignalListener("SIGTERM", interrupted);
   try {
     for (const name of TARGETS.filter((t) => only.includes(t))) {
-      await measureTarget(run, name);
+      if (name !== "hashing") await measureTarget(run, name);
     }
+    if (only.includes("hashing")) hashing = await hashingBench(quick, log);
   } finally {
     await cleanup();
   }
@@ -635,11 +639,12 @@ async function main(): Promise<number> {
       idle: run.idle,
       pairs: run.pairs,
       notes,
+      hashing,
     };
     console.log(JSON.stringify(out, null, 2));
   } else {
     const head = [`command: ${command}`, `host: ${JSON.stringify(host)}`];
-    console.log(report(run, head, found));
+    console.log(report(run, head, found) + hashingReport(hashing));
   }
   return 0;
 }

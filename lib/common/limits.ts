@@ -140,3 +140,11 @@ export const PASSWD_READ_SIZE = 64 * 1024;
  * 200 octets, and home, shell and extra fields fit many times over.
  */
 export const PASSWD_LINE_MAX = 64 * 1024;
+
+/**
+ * passwd-file store: password fields sampled (spread over the file) to find
+ * its most common cost class, in which an unknown user's dummy check runs.
+ * Classifying all 200,000 fields of a large file cost ~1 s of CPU; a sample
+ * of this size finds any class held by more than a few percent of users.
+ */
+export const PROFILE_SAMPLES = 2_000;

@@ -33,15 +33,15 @@ function blank(bytes: Uint8Array, from: number, to: number): boolean {
 
 /**
  * Scan `path` for `user`'s line. `field`, when given, sees every user's
- * password field (latin1) in file order: the store builds its cost profile
- * with it. Throws on I/O errors, a line without `:`, an over-long line, a
+ * password field in file order (a view valid during the call only): the
+ * store builds its cost profile with it. Throws on I/O errors, a line without `:`, an over-long line, a
  * user listed twice, or a path that is not a regular file. `identity`
  * names the file version scanned (inode, size, mtime).
  */
 export async function scanForUser(
   path: string,
   user: Uint8Array,
-  field?: (password: string) => void,
+  field?: (password: Uint8Array) => void,
 ): Promise<ScanResult> {
   const file = await Deno.open(path, { read: true });
   try {
@@ -86,18 +86,15 @@ export async function scanForUser(
           if (same && entry) {
             throw new SyntaxError("the user is listed more than once");
           }
-          if (same || field) {
-            const password = latin1Decode(buf.subarray(colon + 1, fieldEnd));
-            field?.(password);
-            if (same) {
-              entry = {
-                user: user.slice(),
-                password,
-                line,
-                start: base + colon + 1,
-                end: base + fieldEnd,
-              };
-            }
+          field?.(buf.subarray(colon + 1, fieldEnd));
+          if (same) {
+            entry = {
+              user: user.slice(),
+              password: latin1Decode(buf.subarray(colon + 1, fieldEnd)),
+              line,
+              start: base + colon + 1,
+              end: base + fieldEnd,
+            };
           }
         }
         line++;

@@ -80,7 +80,11 @@ Deno.test("scanForUser() finds the entries parsePasswdFile() finds", async (t) =
 Deno.test("scanForUser() hands every password field to the profiler", async () => {
   await withFile(bin(CONTENT), async (path) => {
     const fields: string[] = [];
-    await scanForUser(path, bin("nobody"), (f) => fields.push(f));
+    await scanForUser(
+      path,
+      bin("nobody"),
+      (f) => fields.push(Buffer.from(f).toString("latin1")),
+    );
     assert.deepEqual(fields, [
       "{PLAIN}alicepw",
       "{PLAIN}bobpw",
