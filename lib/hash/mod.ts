@@ -65,6 +65,6 @@ export async function dummyVerify(
 ): Promise<void> {
   const verdict = await poolVerify(DUMMY_HASHES[scheme], password);
   if (verdict.kind === "unsupported" && verdict.busy) {
-    throw new HashBusyError(0, 0);
+    throw new HashBusyError(verdict.reason);
   }
 }

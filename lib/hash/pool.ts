@@ -34,9 +34,9 @@ export { HASH_WORKER_NAME };
 
 /** The pool is full: `HASH_WORKERS` running and `HASH_QUEUE` waiting. */
 export class HashBusyError extends Error {
-  /** Names the bounds, never a password or hash. */
-  constructor(running: number, queued: number) {
-    super(`hashing busy: ${running} running, ${queued} queued`);
+  /** `message` names the bounds, never a password or hash. */
+  constructor(message: string) {
+    super(message);
     this.name = "HashBusyError";
   }
 }
@@ -140,7 +140,11 @@ function submit(job: Job, password: Uint8Array): Promise<Reply> {
   const running = slots.filter((s) => s.current).length;
   const idle = slots.length - running + (HASH_WORKERS - slots.length);
   if (idle === 0 && queue.length >= HASH_QUEUE) {
-    return Promise.reject(new HashBusyError(running, queue.length));
+    return Promise.reject(
+      new HashBusyError(
+        `hashing busy: ${running} running, ${queue.length} queued`,
+      ),
+    );
   }
   return new Promise((resolve) => {
     queue.push({ job, password, resolve });
@@ -157,7 +161,8 @@ export async function poolVerify(
   try {
     reply = await submit({ op: "verify", stored }, password);
   } catch (error) {
-    return { kind: "unsupported", reason: String(error), busy: true };
+    const reason = error instanceof Error ? error.message : String(error);
+    return { kind: "unsupported", reason, busy: true };
   }
   if ("verdict" in reply) return reply.verdict;
   return {

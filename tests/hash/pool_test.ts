@@ -42,7 +42,7 @@ Deno.test("over the bound a job is refused at once, the others all finish", asyn
     assert.equal(busy.length, 6);
     assert.deepEqual(busy[0], {
       kind: "unsupported",
-      reason: `HashBusyError: hashing busy: ${HASH_WORKERS} running, ` +
+      reason: `hashing busy: ${HASH_WORKERS} running, ` +
         `${HASH_QUEUE} queued`,
       busy: true,
     });

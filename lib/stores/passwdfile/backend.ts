@@ -108,7 +108,7 @@ export function createPasswdFileBackend(
     if (profile?.dummy === undefined) return await dummyVerify(scheme, pw);
     const verdict = await verify(profile.dummy, pw);
     if (verdict.kind === "unsupported" && verdict.busy) {
-      throw new HashBusyError(0, 0);
+      throw new HashBusyError(verdict.reason);
     }
   }
 

@@ -14,6 +14,8 @@ import {
 } from "../../../lib/stores/passwdfile/backend.ts";
 import { parsePasswdFile } from "../../../lib/stores/passwdfile/file.ts";
 import type { WriteScheme } from "../../../lib/hash/schemes.ts";
+import { closeHashPool } from "../../../lib/hash/mod.ts";
+import { HASH_QUEUE, HASH_WORKERS } from "../../../lib/common/limits.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const PEER = { remoteIp: "192.0.2.1", env: {} };
@@ -197,6 +199,26 @@ Deno.test("twenty checks at once queue for the hash limiter and all finish", asy
         .flat(),
     );
   });
+});
+
+Deno.test("a full hash pool is a temporary failure, for known and unknown users alike", async () => {
+  await withBackend(async ({ backend }) => {
+    const users = ["dave", "nobody"];
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 2 * (HASH_WORKERS + HASH_QUEUE) + 20 },
+        (_, i) => check(backend, users[i % 2]!, "guess"),
+      ),
+    );
+    const busy = (user: string) =>
+      outcomes.filter((o, i) =>
+        users[i % 2] === user && o.kind === "temporary" &&
+        /^hashing busy: \d+ running, \d+ queued$/.test(o.reason)
+      ).length;
+    assert.ok(busy("dave") > 0 && busy("nobody") > 0, JSON.stringify(outcomes));
+    assert.ok(outcomes.every((o) => o.kind !== "ok"));
+  }, "ARGON2ID");
+  closeHashPool();
 });
 
 Deno.test("change() writes the new hash and nothing else", async (t) => {
