@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import {
   burnTime,
   constantTimeEqual,
+  costClass,
   DUMMY_HASHES,
   hashPassword,
   isClearText,
@@ -329,5 +330,46 @@ Deno.test("dummy hashes cost what a real hash of the same scheme costs", async (
         await burnTime(utf8("guess"), scheme);
       },
     );
+  }
+});
+
+Deno.test("costClass() keeps the scheme and cost parameters, never salt or hash", () => {
+  const table: ReadonlyArray<readonly [string, string]> = [
+    [
+      "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA",
+      "ARGON2ID $argon2id$v=19$m=65536,t=3,p=1",
+    ],
+    ["{SHA512-CRYPT}$6$salt$hash", "SHA512-CRYPT $6"],
+    ["$6$rounds=9000$salt$hash", "CRYPT $6$rounds=9000"],
+    ["{BLF-CRYPT}$2y$10$saltandhash", "BLF-CRYPT $2y$10"],
+    ["$y$j9T$salt$hash", "CRYPT $y$j9T"],
+    ["{PBKDF2}$1$salt$5000$hex", "PBKDF2 $1$5000"],
+    ["{SSHA}abcd", "SSHA"],
+    ["{plain}secret", "PLAIN"],
+  ];
+  for (const [stored, key] of table) assert.equal(costClass(stored), key);
+});
+
+// Dovecot reads a digest of the wrong length in the default encoding in
+// the other one: hex where base64 is the default, and the reverse.
+Deno.test("digests in the other encoding verify as Dovecot reads them", async () => {
+  const sha1Hex = "1a91d62f7ca67399625a4368a6ab5d4a3baa6073"; // SHA1("pw")
+  const md5B64 = "j+TBFFEoHAlKZXjm3b9e7Q=="; // MD5("pw")
+  for (
+    const stored of [
+      `{SHA}${sha1Hex}`,
+      `{SHA.HEX}${sha1Hex}`,
+      `{PLAIN-MD5}${md5B64}`,
+      `{PLAIN-MD5.B64}${md5B64}`,
+      `{LDAP-MD5}${md5B64}`,
+      `{MD5}${md5B64}`,
+    ]
+  ) {
+    assert.deepEqual(await verifyPassword(utf8("pw"), stored), {
+      kind: "match",
+    }, stored);
+    assert.deepEqual(await verifyPassword(utf8("pW"), stored), {
+      kind: "mismatch",
+    }, stored);
   }
 });
