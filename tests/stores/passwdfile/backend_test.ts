@@ -444,3 +444,43 @@ Deno.test("ensureDemoPasswdFile()", async (t) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// Issue 12.3: whatever the old hash was (here made by doveadm pw and
+// mkpasswd for "pässwörd"), a change writes the configured scheme.
+Deno.test("change() upgrades any old scheme to --passwd-scheme", async (t) => {
+  const old: ReadonlyArray<string> = [
+    "{MD5-CRYPT}$1$BHZNMYe5$KDQkbYdR2P98ckAzd3x/U.",
+    "{SSHA512}SCI8QRMOvceahl6exmDxK+9nvaB7ou+/n4C3avU4zPnkRy7b7DePKzEuVrGrRs7WRH1/A3Rm3vHcv27eASYhBDgVsQA=",
+    "{PBKDF2}$1$9kDTZ2xZ7pbq47Py$5000$7eafb55b0332f0b1d713b3d12452b4feae943213",
+    "{SHA256.HEX}46970bef70aced8123f0d5d094717e2a5cd412041e03b26376049fe65b2834a4",
+    "$y$j9T$dJvpfivYdZlIwreTyhAlD1$64oIk96oClB9vpvLQRcXu/YFCumy74TYKhNzFMkRVi1",
+  ];
+  for (const field of old) {
+    await t.step(`${field.slice(0, 14)}… → {BLF-CRYPT}`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "passwdupgrade" });
+      try {
+        const path = `${dir}/passwd`;
+        await Deno.writeTextFile(path, `ute:${field}:1000:1000\n`);
+        const backend = await createPasswdFileBackend({
+          path,
+          scheme: "BLF-CRYPT",
+          minPasswordLength: 8,
+          log: () => {},
+        });
+        assert.deepEqual(
+          await change(backend, "ute", "pässwörd", "brand new pw"),
+          { kind: "ok" },
+        );
+        assert.match(
+          await Deno.readTextFile(path),
+          /^ute:\{BLF-CRYPT\}\$2y\$10\$[./A-Za-z0-9]{53}:1000:1000\n$/,
+        );
+        assert.deepEqual(await check(backend, "ute", "brand new pw"), {
+          kind: "ok",
+        });
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
