@@ -417,6 +417,25 @@ async function fileRows(
       );
     }
   }
+  // Issue 18.4: with --fail-delay 0, does the time tell an unknown user from
+  // a wrong password? The file holds SHA512-CRYPT; the write scheme is
+  // ARGON2ID.
+  const wrong = await measure(small, "user last\r\npass guess\r\n");
+  const unknown = await measure(small, "user nobody\r\npass guess\r\n");
+  out.push(
+    {
+      what: "stdio wrong password of a SHA512-CRYPT user, --fail-delay 0: wall",
+      value: wrong.wallMs,
+      unit: "ms",
+      limit: "(info)",
+    },
+    {
+      what: "stdio unknown user, same file (write scheme ARGON2ID): wall",
+      value: unknown.wallMs,
+      unit: "ms",
+      limit: "(info)",
+    },
+  );
 }
 
 /** Run every hashing measurement; `log` gets progress lines. */
