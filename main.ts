@@ -327,8 +327,9 @@ async function createBackend(
       },
     } as Backend;
   }
+  let info: Deno.FileInfo;
   try {
-    await Deno.stat(backend.path);
+    info = await Deno.stat(backend.path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new UsageError(
@@ -337,17 +338,29 @@ async function createBackend(
     }
     throw error;
   }
-  // Loaded on first use: the programs back end (one process per connection
-  // under tcpserver) never pays for the hash libraries.
-  const { createPasswdFileBackend } = await import(
-    "./lib/stores/passwdfile/backend.ts"
-  );
-  return await createPasswdFileBackend({
-    path: backend.path,
-    scheme: backend.scheme,
-    minPasswordLength: backend.minPasswordLength,
-    log,
-  });
+  // A folder would fail at every check: a configuration error, not one for
+  // systemd to retry.
+  if (!info.isFile) {
+    throw new UsageError(
+      `--passwd-file ${JSON.stringify(backend.path)} is not a regular file`,
+    );
+  }
+  // Loaded at the first check, not here: a connection that never sends
+  // `pass` (a probe, a `quit`) pays for neither the hash code nor the file.
+  let loaded: Promise<Backend> | undefined;
+  const load = () =>
+    loaded ??= import("./lib/stores/passwdfile/backend.ts").then((module) =>
+      module.createPasswdFileBackend({
+        path: backend.path,
+        scheme: backend.scheme,
+        minPasswordLength: backend.minPasswordLength,
+        log,
+      })
+    );
+  return {
+    check: async (...args) => await (await load()).check(...args),
+    change: async (...args) => await (await load()).change(...args),
+  };
 }
 
 /**

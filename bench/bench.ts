@@ -18,12 +18,14 @@ import { measureTarget } from "./measure.ts";
 import { checks, ratios, report } from "./report.ts";
 import { log, type Run } from "./run.ts";
 import * as targets from "./targets.ts";
+import { hashingBench, hashingReport } from "./hashing.ts";
 
 /** The targets, in the order they run. */
 export const TARGETS = [
   ...["c-baseline", "spawn-floor", "spawn-floor-fd3exec", "spawn-floor-sh"],
   ...["listen", "listen-fd3exec", "listen-sh"],
   ...["stdio-ts", "stdio-bundle", "empty-deno", "debian-poppassd", "paired"],
+  "hashing", // bench/hashing.ts: its own servers, its own section
 ];
 
 async function main(): Promise<number> {
@@ -62,13 +64,15 @@ async function main(): Promise<number> {
     await Promise.all([...run.live].map((t) => t.stop().catch(() => {})));
     await Deno.remove(kit.work, { recursive: true }).catch(() => {});
   };
+  let hashing: Awaited<ReturnType<typeof hashingBench>> = [];
   const interrupted = () => cleanup().then(() => Deno.exit(130));
   Deno.addSignalListener("SIGINT", interrupted);
   Deno.addSignalListener("SIGTERM", interrupted);
   try {
     for (const name of TARGETS.filter((t) => only.includes(t))) {
-      await measureTarget(run, name);
+      if (name !== "hashing") await measureTarget(run, name);
     }
+    if (only.includes("hashing")) hashing = await hashingBench(quick, log);
   } finally {
     await cleanup();
   }
@@ -95,11 +99,12 @@ async function main(): Promise<number> {
       idle: run.idle,
       pairs: run.pairs,
       notes,
+      hashing,
     };
     console.log(JSON.stringify(out, null, 2));
   } else {
     const head = [`command: ${command}`, `host: ${JSON.stringify(host)}`];
-    console.log(report(run, head, found));
+    console.log(report(run, head, found) + hashingReport(hashing));
   }
   return 0;
 }

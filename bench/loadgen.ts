@@ -61,7 +61,7 @@ export interface LoadResult {
 }
 
 /** The value at fraction `p` of ascending `sorted` (nearest rank); NaN when empty. */
-function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const rank = Math.max(1, Math.ceil(p * sorted.length));
   return sorted[Math.min(rank, sorted.length) - 1]!;

@@ -264,3 +264,41 @@ export const SQL_POOL_SIZE = 4;
  * something holds the file locked, and then a temporary failure is right.
  */
 export const SQLITE_BUSY_MS = 2_000;
+
+/**
+ * Hash workers (lib/hash/pool.ts): hashes computed at once. One per core of
+ * the 2-core machines we measure on; each Argon2id check holds 64 MiB while
+ * it runs, so this also bounds hashing memory (2 × 64 MiB).
+ */
+export const HASH_WORKERS = 2;
+
+/**
+ * Hash jobs waiting behind the running ones; one more is refused at once as
+ * a temporary failure. 32 × ~80 ms (native Argon2id) is under 2 s of
+ * waiting, well within a client's patience, and a queued job holds only
+ * its copy of the password.
+ */
+export const HASH_QUEUE = 32;
+
+/**
+ * passwd-file store: octets read at a time when a check scans the file for
+ * one user's line; with `PASSWD_LINE_MAX` this is all a check holds of the
+ * file, whatever its size (a 35 MB file of 200,000 users used to be read
+ * and parsed whole).
+ */
+export const PASSWD_READ_SIZE = 64 * 1024;
+
+/**
+ * passwd-file store: longest line a scan accepts; a longer one is a
+ * temporary failure naming the line. Dovecot's longest hashes are under
+ * 200 octets, and home, shell and extra fields fit many times over.
+ */
+export const PASSWD_LINE_MAX = 64 * 1024;
+
+/**
+ * passwd-file store: password fields sampled (spread over the file) to find
+ * its most common cost class, in which an unknown user's dummy check runs.
+ * Classifying all 200,000 fields of a large file cost ~1 s of CPU; a sample
+ * of this size finds any class held by more than a few percent of users.
+ */
+export const PROFILE_SAMPLES = 2_000;

@@ -17,7 +17,16 @@
  */
 
 import { argon2i, argon2id, bcrypt } from "hash-wasm";
-import { base64Decode, latin1Encode } from "./octets.ts";
+import { base64Decode, latin1Decode, latin1Encode } from "./octets.ts";
+import {
+  decodeDigest,
+  DIGEST_SCHEMES,
+  digestOf,
+  hexDecode,
+  pbkdf2Keys,
+  strictBase64,
+} from "./digests.ts";
+import { nativeArgon2, nativeCrypt } from "./native.ts";
 import { parseShaCrypt, shaCrypt } from "./shacrypt.ts";
 
 /** The schemes we write new hashes in (Dovecot names), for option parsing. */
@@ -33,7 +42,12 @@ export const DEFAULT_SCHEME: WriteScheme = "ARGON2ID";
 export type Verdict =
   | { readonly kind: "match" }
   | { readonly kind: "mismatch" }
-  | { readonly kind: "unsupported"; readonly reason: string };
+  | {
+    readonly kind: "unsupported";
+    readonly reason: string;
+    /** The hash was not judged for want of capacity (pool full, worker lost). */
+    readonly busy?: boolean;
+  };
 
 const verdict = (equal: boolean): Verdict => ({
   kind: equal ? "match" : "mismatch",
@@ -50,6 +64,7 @@ const MAX_BCRYPT_COST = 16;
 const MAX_ARGON2_MEMORY_KIB = 262_144;
 const MAX_ARGON2_ITERATIONS = 16;
 const MAX_ARGON2_LANES = 16;
+const MAX_YESCRYPT_MEMORY = 256 * 1024 * 1024;
 
 // Parameters of what we write: Dovecot's own ARGON2ID defaults (libsodium's
 // "interactive" limits), glibc's default SHA-crypt rounds (hence no
@@ -92,13 +107,29 @@ export function splitScheme(stored: string): { scheme: string; hash: string } {
 const CLEAR_SCHEMES = new Set(["PLAIN", "CLEAR", "CLEARTEXT"]);
 // Dovecot hands all of these to crypt(3), which picks the algorithm by the
 // hash's "$id$", not by the scheme name; we do the same.
-const CRYPT_SCHEMES = /^(?:CRYPT|SHA512-CRYPT|SHA256-CRYPT|BLF-CRYPT)$/;
+const CRYPT_SCHEMES = new Set([
+  "CRYPT",
+  "DES-CRYPT",
+  "MD5-CRYPT",
+  "SHA256-CRYPT",
+  "SHA512-CRYPT",
+  "BLF-CRYPT",
+]);
 // Likewise libsodium reads argon2i versus argon2id from the hash itself.
 const ARGON2_SCHEMES = new Set(["ARGON2I", "ARGON2ID"]);
 
 /** Does this stored field hold the password in clear text? */
 export function isClearText(stored: string): boolean {
-  return CLEAR_SCHEMES.has(splitScheme(stored).scheme);
+  return CLEAR_SCHEMES.has(splitEncoding(splitScheme(stored).scheme).scheme);
+}
+
+/** `SHA512.HEX` to `SHA512` and `HEX`: Dovecot's encoding suffixes. */
+export function splitEncoding(
+  scheme: string,
+): { scheme: string; suffix: "B64" | "HEX" | undefined } {
+  const match = /^(.+)\.(B64|BASE64|HEX)$/.exec(scheme);
+  if (!match) return { scheme, suffix: undefined };
+  return { scheme: match[1]!, suffix: match[2] === "HEX" ? "HEX" : "B64" };
 }
 
 /**
@@ -126,22 +157,107 @@ export async function verifyPassword(
   password: Uint8Array,
   stored: string,
 ): Promise<Verdict> {
-  const { scheme, hash } = splitScheme(stored);
+  const split = splitScheme(stored);
+  const { scheme, suffix } = splitEncoding(split.scheme);
+  let hash = split.hash;
   try {
+    const digest = DIGEST_SCHEMES.get(scheme);
+    if (digest) return await verifyDigest(password, digest, hash, suffix);
+    // Every other scheme stores a string; a suffix encodes that string.
+    if (suffix) {
+      const raw = suffix === "HEX" ? hexDecode(hash) : strictBase64(hash);
+      if (!raw) return unsupported(`{${split.scheme}} hash is not ${suffix}`);
+      hash = latin1Decode(raw);
+    }
     if (CLEAR_SCHEMES.has(scheme)) {
       return verdict(constantTimeEqual(password, octets(hash)));
     }
     if (ARGON2_SCHEMES.has(scheme)) return await verifyArgon2(password, hash);
-    if (!CRYPT_SCHEMES.test(scheme)) {
-      return unsupported(`unsupported scheme {${scheme}}`);
+    if (scheme === "PBKDF2") {
+      const keys = await pbkdf2Keys(password, hash);
+      if (typeof keys === "string") return unsupported(keys);
+      return verdict(constantTimeEqual(keys.actual, keys.expected));
     }
-    if (/^\$[56]\$/.test(hash)) return await verifyShaCrypt(password, hash);
-    if (/^\$2[aby]\$/.test(hash)) return await verifyBcrypt(password, hash);
-    const id = /^\$[^$]{0,16}\$/.exec(hash)?.[0] ?? "(no $id$)";
-    return unsupported(`unsupported crypt hash ${id}`);
+    // Dovecot's MD5 is MD5-CRYPT for "$1$" strings, else PLAIN-MD5.
+    if (scheme === "MD5" && !hash.startsWith("$1$")) {
+      return await verifyDigest(
+        password,
+        DIGEST_SCHEMES.get("PLAIN-MD5")!,
+        hash,
+        undefined,
+      );
+    }
+    if (CRYPT_SCHEMES.has(scheme) || scheme === "MD5") {
+      return await verifyCrypt(password, hash);
+    }
+    return unsupported(`unsupported scheme {${split.scheme}}`);
   } catch (error) {
     return unsupported(`cannot verify {${scheme}} hash: ${String(error)}`);
   }
+}
+
+async function verifyDigest(
+  pw: Uint8Array,
+  scheme: NonNullable<ReturnType<typeof DIGEST_SCHEMES.get>>,
+  hash: string,
+  suffix: "B64" | "HEX" | undefined,
+): Promise<Verdict> {
+  const raw = decodeDigest(scheme, hash, suffix);
+  const size = scheme.digest.size;
+  if (!raw || (scheme.salted ? raw.length <= size : raw.length !== size)) {
+    return unsupported("malformed digest hash");
+  }
+  const salt = scheme.salted ? raw.subarray(size) : new Uint8Array(0);
+  const actual = await digestOf(scheme, pw, salt);
+  return verdict(constantTimeEqual(actual, raw.subarray(0, size)));
+}
+
+/** The "$id$" of a crypt string for messages, e.g. "$y$"; never the hash. */
+const cryptId = (hash: string) =>
+  /^\$[^$]{0,16}\$/.exec(hash)?.[0] ??
+    (/^[./0-9A-Za-z]{13}$/.test(hash) ? "DES" : "(no $id$)");
+
+/** A reason not to hand `hash` to crypt(3): a cost past our ceilings. */
+function cryptCostProblem(hash: string): string | undefined {
+  const sha = /^\$[56]\$rounds=(\d{1,12})\$/.exec(hash);
+  if (sha && Number(sha[1]) > MAX_SHA_ROUNDS) {
+    return "SHA-crypt rounds too high";
+  }
+  const blf = /^\$2[abxy]\$(\d\d)\$/.exec(hash);
+  if (blf && Number(blf[1]) > MAX_BCRYPT_COST) return "bcrypt cost too high";
+  // yescrypt "$y$" + flags, N as log2 - 1 and r - 1 in crypt's base64.
+  const yes = /^\$y\$[./0-9A-Za-z]([./0-9A-Za-z])([./0-9A-Za-z])\$/.exec(hash);
+  if (yes) {
+    const log2N = CRYPT_SALT_ALPHABET.indexOf(yes[1]!) + 1;
+    const r = CRYPT_SALT_ALPHABET.indexOf(yes[2]!) + 1;
+    if (128 * 2 ** log2N * r > MAX_YESCRYPT_MEMORY) {
+      return "yescrypt memory too high";
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A crypt(3) string: the system's libcrypt when we may load it (every
+ * algorithm the system knows), else our own code for "$5$ $6$ $2?$".
+ */
+async function verifyCrypt(pw: Uint8Array, hash: string): Promise<Verdict> {
+  const problem = cryptCostProblem(hash);
+  if (problem) return unsupported(problem);
+  const native = nativeCrypt();
+  if (native) {
+    // crypt(3) stops at NUL, as in Dovecot: such a password never matched.
+    const result = native.crypt(pw, hash);
+    if (result === undefined) {
+      return unsupported(`crypt(3) cannot judge ${cryptId(hash)} hashes`);
+    }
+    return verdict(constantTimeEqual(octets(result), octets(hash)));
+  }
+  if (/^\$[56]\$/.test(hash)) return await verifyShaCrypt(pw, hash);
+  if (/^\$2[aby]\$/.test(hash)) return await verifyBcrypt(pw, hash);
+  return unsupported(
+    `${cryptId(hash)} hashes need the system's libcrypt (--allow-ffi)`,
+  );
 }
 
 // The password stays octets (non-UTF-8 ones work; no string copy of it).
@@ -212,7 +328,22 @@ async function verifyArgon2(pw: Uint8Array, hash: string): Promise<Verdict> {
   const expected = base64Decode(shape[6]!);
   const salt = base64Decode(shape[5]!);
   if (!expected || !salt) return unsupported("argon2 hash is not base64");
-  const compute = shape[1] === "argon2id" ? argon2id : argon2i;
+  const variant = shape[1] === "argon2id" ? "argon2id" : "argon2i";
+  const native = nativeArgon2();
+  if (native) {
+    const actual = new Uint8Array(expected.length);
+    const done = native.argon2(
+      variant,
+      pw,
+      salt,
+      iterations!,
+      memorySize!,
+      parallelism!,
+      actual,
+    );
+    if (done) return verdict(constantTimeEqual(actual, expected));
+  }
+  const compute = variant === "argon2id" ? argon2id : argon2i;
   const actual = await compute({
     password: pw,
     salt,
@@ -247,6 +378,15 @@ export async function hashPassword(
   switch (scheme) {
     case "ARGON2ID": {
       const salt = randomOctets(16);
+      const native = nativeArgon2();
+      const key = new Uint8Array(ARGON2.hashLength);
+      const { iterations: t, memorySize: m, parallelism: p } = ARGON2;
+      if (native?.argon2("argon2id", pw, salt, t, m, p, key)) {
+        const b64 = (b: Uint8Array) => btoa(latin1Decode(b)).replace(/=+$/, "");
+        return `{ARGON2ID}$argon2id$v=19$m=${m},t=${t},p=${p}$${b64(salt)}$${
+          b64(key)
+        }`;
+      }
       const encoded = await argon2id({ password: pw, salt, ...ARGON2 });
       return `{ARGON2ID}${encoded}`;
     }
@@ -269,4 +409,27 @@ export async function hashPassword(
  */
 export async function burnTime(pw: Uint8Array, scheme: WriteScheme) {
   await verifyPassword(pw, DUMMY_HASHES[scheme]);
+}
+
+/**
+ * The cost class of a stored field: its scheme plus the parameters that set
+ * how long a check takes (Argon2 m/t/p, bcrypt cost, SHA-crypt rounds,
+ * yescrypt and PBKDF2 parameters), never the salt or hash. Two fields of
+ * one class cost the same to check; the passwd-file store spends an
+ * unknown user's dummy check on the most common class in its file.
+ *
+ * @example costClass("{BLF-CRYPT}$2y$10$abc…") // "BLF-CRYPT $2y$10"
+ */
+export function costClass(stored: string): string {
+  const { scheme, hash } = splitScheme(stored);
+  if (!hash.startsWith("$")) return scheme;
+  const parts = hash.split("$", 5);
+  const id = parts[1] ?? "";
+  let params = "";
+  if (/^argon2/.test(id)) params = `$${parts[2]}$${parts[3]}`;
+  else if (/^[56]$/.test(id) && parts[2]?.startsWith("rounds=")) {
+    params = `$${parts[2]}`;
+  } else if (/^(?:2[abxy]|y|gy|7)$/.test(id)) params = `$${parts[2]}`;
+  else if (scheme === "PBKDF2") params = `$${parts[3]}`;
+  return `${scheme} $${id}${params}`;
 }

@@ -14,6 +14,11 @@
 #                          --allow-write=PATH   for a unix socket (PostgreSQL
 #                                                ?host=/DIR, MySQL ?socket=/FILE)
 #                                                or an SQLite file's folder
+#   passwd-file and SQL    --allow-ffi          (the hash workers load the
+#                                                system's libcrypt for crypt(3)
+#                                                strings such as yescrypt "$y$",
+#                                                and libsodium for Argon2 at
+#                                                native speed)
 #
 # Deno.kill of a child's process group needs the unscoped --allow-run; the
 # checkpassword programs and TLS files may live anywhere, hence --allow-read.
@@ -139,7 +144,9 @@ if [ -n "$listen" ] && [ -z "$store" ] &&
 fi
 
 write=
+ffi=
 if [ -n "$passwd_file" ]; then
+  ffi=--allow-ffi
   # The back end writes PATH.lock and a temporary file next to the file's
   # real path (symbolic links followed), then renames.
   real=$(readlink -f -- "$passwd_file" 2>/dev/null) || real=$passwd_file
@@ -153,6 +160,8 @@ if [ -n "$passwd_file" ]; then
 fi
 if [ -n "$sql_url$sql_url_file" ]; then
   net=--allow-net
+  # The hash workers, as for the passwd-file store.
+  ffi=--allow-ffi
   # The URL is read here only to find a path to grant; the program
   # checks it. A file's first line is the URL.
   if [ -n "$sql_url_file" ]; then
@@ -183,7 +192,6 @@ fi
 
 # PAM modules run inside the process (pam_unix writes /etc/shadow itself),
 # so the PAM store needs Deno's FFI permission, and the server runs as root.
-ffi=
 if [ -n "$pam" ]; then
   ffi=--allow-ffi
 fi

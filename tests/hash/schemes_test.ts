@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import {
   burnTime,
   constantTimeEqual,
+  costClass,
   DUMMY_HASHES,
   hashPassword,
   isClearText,
@@ -201,12 +202,24 @@ Deno.test("verifyPassword() knows the clear-text and bare crypt forms", async (t
   });
 });
 
-Deno.test("verifyPassword() calls what it cannot judge unsupported", async (t) => {
+Deno.test("verifyPassword() on the main thread calls what it cannot judge unsupported", async (t) => {
   const table: ReadonlyArray<readonly [string, string]> = [
-    ["{SSHA512}abcd", "unsupported scheme {SSHA512}"],
-    ["$1$abc$9oLCymqkbyGdLDqaXNrQa/", "unsupported crypt hash $1$"],
-    ["$y$j9T$abc$def", "unsupported crypt hash $y$"],
-    ["no-hash-here", "unsupported crypt hash (no $id$)"],
+    ["{SSHA512}abcd", "malformed digest hash"],
+    ["{CRAM-MD5}abcd", "unsupported scheme {CRAM-MD5}"],
+    ["{SHA.HEX}abcd", "malformed digest hash"],
+    ["{PLAIN.B64}a?b", "{PLAIN.B64} hash is not B64"],
+    // On the main thread there is no libcrypt (FFI runs in hash workers).
+    [
+      "$1$abc$9oLCymqkbyGdLDqaXNrQa/",
+      "$1$ hashes need the system's libcrypt (--allow-ffi)",
+    ],
+    ["$y$j9T$abc$def", "$y$ hashes need the system's libcrypt (--allow-ffi)"],
+    [
+      "no-hash-here",
+      "(no $id$) hashes need the system's libcrypt (--allow-ffi)",
+    ],
+    ["$y$jHU$abc$def", "yescrypt memory too high"],
+    ["{PBKDF2}$1$salt$9999999$" + "0".repeat(40), "PBKDF2 rounds too high"],
     ["{SHA512-CRYPT}$6$abc$short", "malformed SHA-crypt hash"],
     ["$6$rounds=9999999$abc$" + "a".repeat(86), "SHA-crypt rounds too high"],
     ["$2y$31$" + "a".repeat(53), "bcrypt cost too high"],
@@ -317,5 +330,46 @@ Deno.test("dummy hashes cost what a real hash of the same scheme costs", async (
         await burnTime(utf8("guess"), scheme);
       },
     );
+  }
+});
+
+Deno.test("costClass() keeps the scheme and cost parameters, never salt or hash", () => {
+  const table: ReadonlyArray<readonly [string, string]> = [
+    [
+      "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA",
+      "ARGON2ID $argon2id$v=19$m=65536,t=3,p=1",
+    ],
+    ["{SHA512-CRYPT}$6$salt$hash", "SHA512-CRYPT $6"],
+    ["$6$rounds=9000$salt$hash", "CRYPT $6$rounds=9000"],
+    ["{BLF-CRYPT}$2y$10$saltandhash", "BLF-CRYPT $2y$10"],
+    ["$y$j9T$salt$hash", "CRYPT $y$j9T"],
+    ["{PBKDF2}$1$salt$5000$hex", "PBKDF2 $1$5000"],
+    ["{SSHA}abcd", "SSHA"],
+    ["{plain}secret", "PLAIN"],
+  ];
+  for (const [stored, key] of table) assert.equal(costClass(stored), key);
+});
+
+// Dovecot reads a digest of the wrong length in the default encoding in
+// the other one: hex where base64 is the default, and the reverse.
+Deno.test("digests in the other encoding verify as Dovecot reads them", async () => {
+  const sha1Hex = "1a91d62f7ca67399625a4368a6ab5d4a3baa6073"; // SHA1("pw")
+  const md5B64 = "j+TBFFEoHAlKZXjm3b9e7Q=="; // MD5("pw")
+  for (
+    const stored of [
+      `{SHA}${sha1Hex}`,
+      `{SHA.HEX}${sha1Hex}`,
+      `{PLAIN-MD5}${md5B64}`,
+      `{PLAIN-MD5.B64}${md5B64}`,
+      `{LDAP-MD5}${md5B64}`,
+      `{MD5}${md5B64}`,
+    ]
+  ) {
+    assert.deepEqual(await verifyPassword(utf8("pw"), stored), {
+      kind: "match",
+    }, stored);
+    assert.deepEqual(await verifyPassword(utf8("pW"), stored), {
+      kind: "mismatch",
+    }, stored);
   }
 });

@@ -6,26 +6,25 @@
  */
 
 import type { Backend, Outcome } from "../backend.ts";
+import { type PasswdEntry, updatePasswdFile } from "./file.ts";
+import { scanForUser } from "./scan.ts";
+import { latin1Decode } from "../../hash/octets.ts";
+import { PROFILE_SAMPLES } from "../../common/limits.ts";
 import {
-  findEntry,
-  type PasswdEntry,
-  readPasswdFile,
-  updatePasswdFile,
-} from "./file.ts";
-import {
-  burnTime,
+  costClass,
   DEFAULT_SCHEME,
-  hashPassword,
-  isClearText,
+  dummyVerify,
+  HashBusyError,
+  make,
   type Verdict,
-  verifyPassword,
+  verify,
   type WriteScheme,
-} from "../../hash/schemes.ts";
+} from "../../hash/mod.ts";
 import { errorMessage } from "../../common/errors.ts";
 
 /** Settings of {@link createPasswdFileBackend}. */
 export interface PasswdFileOptions {
-  /** The passwd-file; it must exist and parse when the back end is made. */
+  /** The passwd-file; read at each check, never before. */
   readonly path: string;
   /** The scheme new passwords are hashed in. */
   readonly scheme: WriteScheme;
@@ -36,60 +35,143 @@ export interface PasswdFileOptions {
 }
 
 /**
- * At most this many hash computations run at once; the rest queue. The
- * libraries compute synchronously, so one hash holds the only JS thread
- * while it runs (~0.5 s for Argon2; a Worker would be needed to avoid
- * that). The queue bounds memory (hash-wasm gives each Argon2 call its own
- * 64 MiB of wasm memory) and, with one event-loop turn before each
- * computation, serves other sessions' I/O between hashes rather than after
- * a burst of them.
+ * What an unknown user's dummy check verifies against: a field of the most
+ * common cost class in the file (ties: the first seen), so that the dummy
+ * costs what most real users' checks cost. Recomputed when the file
+ * changes (inode, size, mtime).
  */
-export const MAX_CONCURRENT_HASHES = 2;
+interface Profile {
+  readonly identity: string;
+  readonly dummy: string | undefined;
+}
+
+/** The clear-text schemes as octets, each followed by `}` or `.`. */
+const CLEAR = ["PLAIN", "CLEAR", "CLEARTEXT"].map((s) =>
+  Array.from(s, (c) => c.charCodeAt(0))
+);
+
+/** Does a password field start with `{PLAIN}`, `{CLEAR.B64}`…? No string made. */
+function clearField(field: Uint8Array): boolean {
+  if (field[0] !== 0x7b) return false;
+  return CLEAR.some((name) =>
+    name.every((c, i) => ((field[i + 1] ?? 0) & 0xdf) === c) &&
+    (field[name.length + 1] === 0x7d || field[name.length + 1] === 0x2e)
+  );
+}
 
 /**
- * Make a {@link Backend} over a passwd-file. Throws when the file cannot
- * be read or parsed, so that a bad path fails at start-up, not per login.
- * Logs a warning when users have clear-text passwords.
+ * Tallies cost classes while a scan walks the file: clear-text fields all
+ * of them (octet compares), cost classes on a sample of about
+ * `PROFILE_SAMPLES` fields spread over the file, since decoding every
+ * field of a 200,000-user file cost ~1 s of CPU.
  */
-export async function createPasswdFileBackend(
+function profiler(fileSize: number) {
+  const counts = new Map<string, { count: number; sample: string }>();
+  // ~100 octets a line.
+  const stride = Math.max(1, Math.floor(fileSize / 100 / PROFILE_SAMPLES));
+  let clear = 0;
+  let seen = 0;
+  return {
+    field(bytes: Uint8Array) {
+      if (clearField(bytes)) clear++;
+      if (seen++ % stride !== 0) return;
+      const password = latin1Decode(bytes);
+      const key = costClass(password);
+      const found = counts.get(key);
+      if (found) found.count++;
+      else counts.set(key, { count: 1, sample: password });
+    },
+    result(identity: string): Profile & { clear: number } {
+      let best: { count: number; sample: string } | undefined;
+      for (const c of counts.values()) {
+        if (!best || c.count > best.count) best = c;
+      }
+      return { identity, dummy: best?.sample, clear };
+    },
+  };
+}
+
+/**
+ * Make a {@link Backend} over a passwd-file. Nothing is read here: the
+ * file is scanned for one user's line at each `pass` (see ./scan.ts), so
+ * a connection that never sends one costs no file I/O and no hashing.
+ * Logs a warning, once per process, when users have clear-text passwords.
+ */
+export function createPasswdFileBackend(
   options: PasswdFileOptions,
 ): Promise<Backend> {
   const { path, scheme, minPasswordLength, log } = options;
-  const file = await readPasswdFile(path).catch((error) => {
-    throw new Error(`Cannot use passwd file ${path}: ${message(error)}`);
-  });
-  const clear = [...file.entries.values()].filter((e) =>
-    isClearText(e.password)
-  );
-  if (clear.length > 0) {
-    log(`warning: ${path}: ${clear.length} users have clear-text passwords`);
-  }
-  const limit = limiter(MAX_CONCURRENT_HASHES);
-  const verify = (pw: Uint8Array, entry: PasswdEntry) =>
-    limit(() => verifyPassword(pw, entry.password));
+  let profile: Profile | undefined;
+  let warnedClear = false;
 
-  /** Find the user and verify `pw`; an entry only when the password matches. */
+  /** The dummy check of an unknown user, or of a hash we cannot judge. */
+  async function dummy(pw: Uint8Array): Promise<void> {
+    if (profile?.dummy === undefined) return await dummyVerify(scheme, pw);
+    const verdict = await verify(profile.dummy, pw);
+    if (verdict.kind === "unsupported" && verdict.busy) {
+      throw new HashBusyError(verdict.reason);
+    }
+  }
+
+  /**
+   * Find the user and verify `pw`; an entry only when the password
+   * matches. An unknown user and a user whose hash cannot be judged get
+   * the same answer and cost the same (a dummy check in the file's most
+   * common cost class); the log tells them apart. A full hash pool is a
+   * temporary failure for both.
+   */
   async function authenticate(
     user: Uint8Array,
     pw: Uint8Array,
   ): Promise<Outcome | PasswdEntry> {
     let entry: PasswdEntry | undefined;
     try {
-      entry = findEntry(await readPasswdFile(path), user);
+      // Tally cost classes only when the file changed since the last scan.
+      const info = await Deno.stat(path);
+      const stale = profile?.identity !==
+        `${info.ino}:${info.size}:${info.mtime?.getTime()}`;
+      const tally = profiler(info.size);
+      const scan = await scanForUser(
+        path,
+        user,
+        stale ? tally.field : undefined,
+      );
+      entry = scan.entry;
+      if (stale) {
+        const result = tally.result(scan.identity);
+        profile = result;
+        if (result.clear > 0 && !warnedClear) {
+          warnedClear = true;
+          log(
+            `warning: ${path}: ${result.clear} users have clear-text passwords`,
+          );
+        }
+      }
     } catch (error) {
       return temporary(`passwd file ${path}: ${message(error)}`);
     }
-    if (!entry) {
-      // Unknown users cost what a wrong password costs, so response time
-      // does not tell who has an account.
-      await limit(() => burnTime(pw, scheme));
-      return { kind: "rejected", reason: "unknown user" };
+    try {
+      if (!entry) {
+        await dummy(pw);
+        return { kind: "rejected", reason: "unknown user" };
+      }
+      const verdict = await verify(entry.password, pw);
+      if (verdict.kind === "match") return entry;
+      if (verdict.kind === "unsupported" && !verdict.busy) {
+        await dummy(pw);
+        return {
+          kind: "rejected",
+          reason: `cannot judge the hash (${verdict.reason}); ` +
+            "answered as for an unknown user",
+        };
+      }
+      return outcomeOf(verdict);
+    } catch (error) {
+      return temporary(message(error));
     }
-    const verdict = await verify(pw, entry);
-    return verdict.kind === "match" ? entry : outcomeOf(verdict);
   }
 
-  return {
+  return Promise.resolve({
     async check(user, oldPassword) {
       const found = await authenticate(user, oldPassword);
       return "kind" in found ? found : { kind: "ok" };
@@ -105,7 +187,7 @@ export async function createPasswdFileBackend(
       if (refusal) return refusal;
       let hashed: string;
       try {
-        hashed = await limit(() => hashPassword(newPassword, scheme));
+        hashed = await make(scheme, newPassword);
       } catch (error) {
         return temporary(`cannot hash the new password: ${message(error)}`);
       }
@@ -116,13 +198,13 @@ export async function createPasswdFileBackend(
       return await updatePasswdFile(path, user, async (current) => {
         if (!current) return keep({ kind: "rejected", reason: "unknown user" });
         if (current.password !== found.password) {
-          const verdict = await verify(oldPassword, current);
+          const verdict = await verify(current.password, oldPassword);
           if (verdict.kind !== "match") return keep(outcomeOf(verdict));
         }
         return { kind: "write", password: hashed };
       }, { warn: log });
     },
-  };
+  });
 }
 
 const message = errorMessage;
@@ -178,25 +260,6 @@ export function refuseNewPassword(
   return undefined;
 }
 
-/** A semaphore: run at most `max` tasks at once, the rest in arrival order. */
-export function limiter(max: number) {
-  let running = 0;
-  const waiting: Array<() => void> = [];
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (running < max) running++;
-    else await new Promise<void>((resolve) => waiting.push(resolve));
-    try {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      return await task();
-    } finally {
-      // Hand the slot straight to the next waiter, or give it back.
-      const next = waiting.shift();
-      if (next) next();
-      else running--;
-    }
-  };
-}
-
 const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
 /**
@@ -222,7 +285,7 @@ export async function ensureDemoPasswdFile(
     (b) => BASE32[b & 31],
   ).join("");
   const octets = new TextEncoder().encode(password);
-  const line = `demo:${await hashPassword(octets, DEFAULT_SCHEME)}\n`;
+  const line = `demo:${await make(DEFAULT_SCHEME, octets)}\n`;
   octets.fill(0);
   // Write aside, then link into place: the link fails if the file appeared
   // meanwhile, and nobody ever sees a half-written file.

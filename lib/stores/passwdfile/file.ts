@@ -169,6 +169,7 @@ export async function updatePasswdFile(
     // A symlinked file is rewritten where it really lives; the lock follows.
     const real = await Deno.realPath(path);
     lock = await acquireLock(`${real}.lock`, options.lockTimeoutMs);
+    await removeStaleTemps(real, options.warn);
     const file = await readPasswdFile(real);
     const entry = findEntry(file, user);
     const decision = await decide(entry);
@@ -220,10 +221,8 @@ async function replaceFile(
   options: UpdateOptions,
 ): Promise<void> {
   const old = await Deno.stat(path);
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
-  const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
-  const temp = `${dir}/.${path.slice(slash + 1)}.${Deno.pid}.${random}.tmp`;
+  const { dir } = splitPath(path);
+  const temp = tempPath(path);
   // 0600 until the real mode is set: hashes must never be world-readable.
   const file = await Deno.open(temp, {
     write: true,
@@ -257,6 +256,39 @@ async function replaceFile(
       `${path} replaced, but syncing ${dir} failed: ${message(error)}`,
     )
   );
+}
+
+/**
+ * Remove the temporary files of earlier changes that never got renamed
+ * (the writer was killed). Only the lock holder writes them, so under the
+ * lock every one matching {@link tempPath}'s pattern is stale.
+ */
+async function removeStaleTemps(
+  path: string,
+  warn: ((message: string) => void) | undefined,
+): Promise<void> {
+  const { dir, base } = splitPath(path);
+  const escaped = base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const stale = new RegExp(`^\\.${escaped}\\.\\d+\\.[0-9a-z]+\\.tmp$`);
+  for await (const item of Deno.readDir(dir)) {
+    if (!item.isFile || !stale.test(item.name)) continue;
+    await Deno.remove(`${dir}/${item.name}`).catch(() => {});
+    warn?.(`removed ${dir}/${item.name}, left by an interrupted change`);
+  }
+}
+
+/** The folder and the name of `path`. */
+function splitPath(path: string): { dir: string; base: string } {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : path.slice(0, slash) || "/";
+  return { dir, base: path.slice(slash + 1) };
+}
+
+/** A new temporary file name next to `path`: `.NAME.PID.RANDOM.tmp`. */
+function tempPath(path: string): string {
+  const { dir, base } = splitPath(path);
+  const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
+  return `${dir}/.${base}.${Deno.pid}.${random}.tmp`;
 }
 
 /** fsync a folder so that the rename itself survives a crash. */

@@ -16,11 +16,7 @@ import {
   verify,
   type WriteScheme,
 } from "../../hash/mod.ts";
-import {
-  limiter,
-  MAX_CONCURRENT_HASHES,
-  refuseNewPassword,
-} from "../passwdfile/backend.ts";
+import { refuseNewPassword } from "../passwdfile/backend.ts";
 import {
   SQL_CONNECT_TIMEOUT_MS,
   SQL_QUERY_TIMEOUT_MS,
@@ -81,7 +77,6 @@ export async function createSqlBackend(
   const selectText = render(options.passwordQuery, dialect);
   const updateText = render(options.updateQuery, dialect);
   const where = describeTarget(target);
-  const limit = limiter(MAX_CONCURRENT_HASHES);
   let driver: Driver | undefined;
   let closed = false;
 
@@ -154,7 +149,7 @@ export async function createSqlBackend(
     if (name === undefined || name.includes("\0")) {
       // Not UTF-8, or a NUL (PostgreSQL refuses it in text): no row can
       // hold it. Cost what a wrong password costs.
-      await limit(() => dummyVerify(scheme, pw));
+      await dummyVerify(scheme, pw);
       return { kind: "rejected", reason: "unknown user (not UTF-8 or NUL)" };
     }
     let rows: unknown[][];
@@ -174,13 +169,13 @@ export async function createSqlBackend(
     }
     const stored = rows.length === 1 ? text(rows[0]![0]) : undefined;
     if (stored === undefined || stored === "") {
-      await limit(() => dummyVerify(scheme, pw));
+      await dummyVerify(scheme, pw);
       return {
         kind: "rejected",
         reason: rows.length === 0 ? "unknown user" : "no password stored",
       };
     }
-    const verdict = await limit(() => verify(stored, pw));
+    const verdict = await verify(stored, pw);
     return verdict.kind === "match" ? { stored, name } : outcomeOf(verdict);
   }
 
@@ -217,7 +212,7 @@ export async function createSqlBackend(
       if (refusal) return refusal;
       let hashed: string;
       try {
-        hashed = await limit(() => make(scheme, newPassword));
+        hashed = await make(scheme, newPassword);
       } catch (error) {
         return {
           kind: "temporary",
@@ -234,7 +229,7 @@ export async function createSqlBackend(
         const now = rows.length === 1 ? text(rows[0]![0]) : undefined;
         if (now === found.stored) return true;
         if (now === undefined || now === "") return false;
-        return (await limit(() => verify(now, oldPassword))).kind === "match";
+        return (await verify(now, oldPassword)).kind === "match";
       };
       let count: number | "refused";
       try {

@@ -14,6 +14,8 @@ import {
 } from "../../../lib/stores/passwdfile/backend.ts";
 import { parsePasswdFile } from "../../../lib/stores/passwdfile/file.ts";
 import type { WriteScheme } from "../../../lib/hash/schemes.ts";
+import { closeHashPool } from "../../../lib/hash/mod.ts";
+import { HASH_QUEUE, HASH_WORKERS } from "../../../lib/common/limits.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const PEER = { remoteIp: "192.0.2.1", env: {} };
@@ -28,6 +30,7 @@ const CONTENT = [
   "dave:{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$41GQNr5U36cq0QTlcnxaQA$" +
   "7qsqYwfcED1Ehjlg1spbLX6dVDNzIMN7vOFfEMYo2RU\n",
   "erin:{SSHA}abcdefgh\n",
+  "frank:{CRAM-MD5}abcdefgh\n",
 ].join("");
 
 interface Setup {
@@ -68,6 +71,10 @@ const change = (
 ) =>
   b.change(utf8(user), utf8(old), typeof pw === "string" ? utf8(pw) : pw, PEER);
 const rejected = (reason: string): Outcome => ({ kind: "rejected", reason });
+const unjudged = (why: string) =>
+  rejected(
+    `cannot judge the hash (${why}); answered as for an unknown user`,
+  );
 
 /** The file with `user`'s password field cut out, to compare the rest. */
 async function withoutField(path: string, user: string): Promise<string> {
@@ -78,25 +85,32 @@ async function withoutField(path: string, user: string): Promise<string> {
 }
 
 Deno.test("createPasswdFileBackend()", async (t) => {
-  await t.step("warns once about clear-text passwords", async () => {
-    await withBackend(({ path, logs }) => {
-      assert.deepEqual(logs, [
-        `warning: ${path}: 1 users have clear-text passwords`,
-      ]);
-      return Promise.resolve();
-    });
-  });
-  await t.step("fails at start-up on a file it cannot use", async () => {
-    const options = {
+  await t.step(
+    "warns once, at the first check, about clear-text passwords",
+    async () => {
+      await withBackend(async ({ path, logs, backend }) => {
+        assert.deepEqual(logs, []);
+        await check(backend, "alice", "alice pw");
+        await check(backend, "bob", "bob pw");
+        assert.deepEqual(logs, [
+          `warning: ${path}: 1 users have clear-text passwords`,
+        ]);
+      });
+    },
+  );
+  // Issue 18.3: the file is read at each `pass`, never at start-up.
+  await t.step("reads nothing before a check", async () => {
+    const backend = await createPasswdFileBackend({
+      path: "/nonexistent/passwd",
       scheme: "ARGON2ID",
       minPasswordLength: 8,
       log: () => {},
-    } as const;
-    await assert.rejects(
-      createPasswdFileBackend({ ...options, path: "/nonexistent/passwd" }),
-      {
-        message: /^Cannot use passwd file \/nonexistent\/passwd: No such file/,
-      },
+    });
+    const outcome = await check(backend, "alice", "alice pw");
+    assert.equal(outcome.kind, "temporary");
+    assert.match(
+      (outcome as { reason: string }).reason,
+      /^passwd file \/nonexistent\/passwd: No such file/,
     );
   });
 });
@@ -113,7 +127,9 @@ Deno.test("check() outcomes", async (t) => {
       ["dave", "dave pw", { kind: "ok" }],
       ["Alice", "alice pw", rejected("unknown user")],
       ["mallory", "x", rejected("unknown user")],
-      ["erin", "x", { kind: "temporary", reason: "unsupported scheme {SSHA}" }],
+      // Issue 18.4: a hash we cannot judge is answered as an unknown user.
+      ["erin", "x", unjudged("malformed digest hash")],
+      ["frank", "x", unjudged("unsupported scheme {CRAM-MD5}")],
     ];
     for (const [user, password, outcome] of table) {
       await t.step(
@@ -183,6 +199,26 @@ Deno.test("twenty checks at once queue for the hash limiter and all finish", asy
         .flat(),
     );
   });
+});
+
+Deno.test("a full hash pool is a temporary failure, for known and unknown users alike", async () => {
+  await withBackend(async ({ backend }) => {
+    const users = ["dave", "nobody"];
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 2 * (HASH_WORKERS + HASH_QUEUE) + 20 },
+        (_, i) => check(backend, users[i % 2]!, "guess"),
+      ),
+    );
+    const busy = (user: string) =>
+      outcomes.filter((o, i) =>
+        users[i % 2] === user && o.kind === "temporary" &&
+        /^hashing busy: \d+ running, \d+ queued$/.test(o.reason)
+      ).length;
+    assert.ok(busy("dave") > 0 && busy("nobody") > 0, JSON.stringify(outcomes));
+    assert.ok(outcomes.every((o) => o.kind !== "ok"));
+  }, "ARGON2ID");
+  closeHashPool();
 });
 
 Deno.test("change() writes the new hash and nothing else", async (t) => {
@@ -284,10 +320,13 @@ Deno.test("change() refusals leave the file untouched", async (t) => {
       "carol pw",
       rejected("new password equals the old one"),
     ],
-    ["an unsupported scheme", "erin", "x", "brand new pw", {
-      kind: "temporary",
-      reason: "unsupported scheme {SSHA}",
-    }],
+    [
+      "an unsupported scheme",
+      "frank",
+      "x",
+      "brand new pw",
+      unjudged("unsupported scheme {CRAM-MD5}"),
+    ],
   ];
   await withBackend(async ({ path, backend }) => {
     for (const [what, user, old, pw, outcome] of table) {
@@ -403,5 +442,45 @@ Deno.test("ensureDemoPasswdFile()", async (t) => {
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// Issue 12.3: whatever the old hash was (here made by doveadm pw and
+// mkpasswd for "pässwörd"), a change writes the configured scheme.
+Deno.test("change() upgrades any old scheme to --passwd-scheme", async (t) => {
+  const old: ReadonlyArray<string> = [
+    "{MD5-CRYPT}$1$BHZNMYe5$KDQkbYdR2P98ckAzd3x/U.",
+    "{SSHA512}SCI8QRMOvceahl6exmDxK+9nvaB7ou+/n4C3avU4zPnkRy7b7DePKzEuVrGrRs7WRH1/A3Rm3vHcv27eASYhBDgVsQA=",
+    "{PBKDF2}$1$9kDTZ2xZ7pbq47Py$5000$7eafb55b0332f0b1d713b3d12452b4feae943213",
+    "{SHA256.HEX}46970bef70aced8123f0d5d094717e2a5cd412041e03b26376049fe65b2834a4",
+    "$y$j9T$dJvpfivYdZlIwreTyhAlD1$64oIk96oClB9vpvLQRcXu/YFCumy74TYKhNzFMkRVi1",
+  ];
+  for (const field of old) {
+    await t.step(`${field.slice(0, 14)}… → {BLF-CRYPT}`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "passwdupgrade" });
+      try {
+        const path = `${dir}/passwd`;
+        await Deno.writeTextFile(path, `ute:${field}:1000:1000\n`);
+        const backend = await createPasswdFileBackend({
+          path,
+          scheme: "BLF-CRYPT",
+          minPasswordLength: 8,
+          log: () => {},
+        });
+        assert.deepEqual(
+          await change(backend, "ute", "pässwörd", "brand new pw"),
+          { kind: "ok" },
+        );
+        assert.match(
+          await Deno.readTextFile(path),
+          /^ute:\{BLF-CRYPT\}\$2y\$10\$[./A-Za-z0-9]{53}:1000:1000\n$/,
+        );
+        assert.deepEqual(await check(backend, "ute", "brand new pw"), {
+          kind: "ok",
+        });
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
   }
 });

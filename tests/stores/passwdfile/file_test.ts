@@ -500,3 +500,29 @@ Deno.test("a writer killed mid-change leaves the old file or the new one", async
     },
   );
 });
+
+// Issue 18.9: a writer killed between creating its temporary file and the
+// rename leaves `.passwd.PID.RANDOM.tmp` behind; the next change removes it.
+Deno.test("updatePasswdFile() removes stale temporary files under the lock", async () => {
+  await withFile(bin(ORIGINAL), async (path, dir) => {
+    const stale = [".passwd.4242.k3j2h1.tmp", ".passwd.1.0.tmp"];
+    const others = [".passwd.tmp", ".other.4242.abc.tmp", "passwd.4242.x.tmp"];
+    for (const name of [...stale, ...others]) {
+      await Deno.writeTextFile(`${dir}/${name}`, "half a passwd file");
+    }
+    const warnings: string[] = [];
+    const outcome = await updatePasswdFile(
+      path,
+      utf8("alice"),
+      write(NEW_HASH),
+      { warn: (line) => warnings.push(line) },
+    );
+    assert.deepEqual(outcome, { kind: "ok" });
+    assert.deepEqual(await leftovers(dir), [...others].sort());
+    assert.deepEqual(
+      warnings.sort(),
+      stale.map((n) => `removed ${dir}/${n}, left by an interrupted change`)
+        .sort(),
+    );
+  });
+});
