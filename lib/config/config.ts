@@ -17,6 +17,7 @@ import {
   UsageError,
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
+import type { StarterChoice } from "../stores/programs/starter.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -32,10 +33,11 @@ export type BackendConfig =
     readonly kind: "programs";
     readonly checkArgv: string[];
     readonly setArgv: string[];
-    /** The compiled fd-3 shim, checked executable; absent: `/bin/sh`. */
-    readonly helper?: string;
-    /** listen mode: fd3spawn, checked executable; it replaces `helper`. */
-    readonly spawner?: string;
+    /**
+     * How programs start: the `/bin/sh` shim, `fd3exec` (`--fd3-helper`)
+     * or, in listen mode, `fd3spawn` (`--fd3-spawner`, which wins).
+     */
+    readonly starter: StarterChoice;
   }
   | {
     readonly kind: "passwdFile";
@@ -229,8 +231,11 @@ function parseBackend(
     kind: "programs",
     checkArgv,
     setArgv,
-    ...(helper === undefined ? {} : { helper }),
-    ...(spawner === undefined ? {} : { spawner }),
+    starter: spawner !== undefined
+      ? { kind: "fd3spawn", path: spawner }
+      : helper !== undefined
+      ? { kind: "fd3exec", path: helper }
+      : { kind: "shim" },
   };
 }
 

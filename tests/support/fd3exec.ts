@@ -1,17 +1,23 @@
 /**
  * The ways to start a back end, for tests that run every case through
- * each: the `/bin/sh` shim; `lib/fd3exec.c` built by
+ * each: the `/bin/sh` shim; `lib/stores/programs/fd3exec.c` built by
  * `packaging/build-fd3exec.sh` into a temporary folder for the one test
- * (removed on dispose), with the C library and, on Linux x86_64 and
- * aarch64, without; and a running `lib/fd3spawn.c` (listen mode's
+ * (removed on dispose); and a running `lib/stores/programs/fd3spawn.c` (listen mode's
  * `--fd3-spawner`). A build that cannot be made here is ignored, and the
  * test's name says why.
  *
  * @module
  */
 
-import type { ChildSpawner } from "../../lib/stores/programs/child.ts";
-import { startSpawner } from "../../lib/stores/programs/spawner.ts";
+import {
+  fd3execStarter,
+  shimStarter,
+} from "../../lib/stores/programs/command.ts";
+import {
+  type Fd3spawnStarter,
+  fd3spawnStarter,
+} from "../../lib/stores/programs/fd3spawn.ts";
+import type { Starter } from "../../lib/stores/programs/starter.ts";
 import { hasTool } from "./tools.ts";
 
 const script = (name: string) =>
@@ -20,41 +26,25 @@ const script = (name: string) =>
   );
 
 /** How a child is started. */
-export type LauncherKind = "sh" | "libc" | "nolibc" | "spawner";
+export type LauncherKind = "sh" | "fd3exec" | "spawner";
 
 /** All of them, in the order tests run them. */
-export const LAUNCHERS: readonly LauncherKind[] = [
-  "sh",
-  "libc",
-  "nolibc",
-  "spawner",
-];
+export const LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec", "spawner"];
 
 /** The starters stdio mode can use (`--fd3-spawner` is for listen mode). */
-export const STDIO_LAUNCHERS: readonly LauncherKind[] = [
-  "sh",
-  "libc",
-  "nolibc",
-];
-
-const NOLIBC_HERE = Deno.build.os === "linux" &&
-  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
+export const STDIO_LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec"];
 
 /** Why `kind` cannot run here, or undefined. */
 export function missing(kind: LauncherKind): string | undefined {
   if (kind === "sh") return undefined;
   if (!hasTool("cc")) return "cc not installed";
-  if (kind === "nolibc" && !NOLIBC_HERE) return "no nolibc build here";
   return undefined;
 }
 
-/** A launcher ready for `runChild` / `programBackend` options. */
+/** A launcher for `runProgram` / `programBackend`, and its main.ts flags. */
 export interface Launcher extends AsyncDisposable {
-  /** Spread into the options: `{}`, `{ helper }` or `{ spawner }`. */
-  readonly options: {
-    readonly helper?: string;
-    readonly spawner?: ChildSpawner;
-  };
+  /** The starter itself, opened for this test. */
+  readonly starter: Starter;
   /** The same as main.ts options: `[]`, `--fd3-helper PATH`, `--fd3-spawner PATH`. */
   readonly flags: readonly string[];
   /** How listen mode's startup line ends with these flags. */
@@ -73,16 +63,16 @@ function launcherTest(kind: LauncherKind): {
     ? "sh shim"
     : kind === "spawner"
     ? "fd3spawn"
-    : `fd3exec ${kind}`;
+    : "fd3exec";
   return {
     suffix: ` [${label}]${why ? ` (ignored: ${why})` : ""}`,
     ignore: why !== undefined,
   };
 }
 
-/** Build fd3exec of `kind` (or fd3spawn) into a new temporary folder; throws with the script's output. */
+/** Build fd3exec (or fd3spawn) into a new temporary folder; throws with the script's output. */
 export async function buildStarter(
-  kind: "libc" | "nolibc" | "spawner",
+  kind: "fd3exec" | "spawner",
 ): Promise<{ dir: string; path: string }> {
   const dir = await Deno.makeTempDir({ prefix: "fd3exec-" });
   const spawner = kind === "spawner";
@@ -90,7 +80,7 @@ export async function buildStarter(
   const out = await new Deno.Command("sh", {
     args: spawner
       ? [script("build-fd3spawn.sh"), path]
-      : [script("build-fd3exec.sh"), path, kind],
+      : [script("build-fd3exec.sh"), path],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -105,8 +95,8 @@ export async function buildStarter(
 }
 
 /**
- * Register one test per launcher: `name [sh shim]`, `name [fd3exec libc]`,
- * `name [fd3exec nolibc]`, `name [fd3spawn]`, each ignored (and saying
+ * Register one test per launcher: `name [sh shim]`, `name [fd3exec]`,
+ * `name [fd3spawn]`, each ignored (and saying
  * why) where it cannot run, each with its own launcher, disposed after the
  * test.
  */
@@ -136,7 +126,7 @@ export function forEachLauncher(
 async function launcher(kind: LauncherKind): Promise<Launcher> {
   if (kind === "sh") {
     return {
-      options: {},
+      starter: shimStarter(),
       flags: [],
       startup: "; fd-3 shim /bin/sh",
       name: "sh",
@@ -146,19 +136,19 @@ async function launcher(kind: LauncherKind): Promise<Launcher> {
   const { dir, path } = await buildStarter(kind);
   const remove = () => Deno.remove(dir, { recursive: true });
   if (kind === "spawner") {
-    const spawner = startSpawner(path, (m) => {
+    const starter: Fd3spawnStarter = fd3spawnStarter(path, (m) => {
       throw new Error(`unexpected spawner log line: ${m}`);
     });
     return {
-      options: { spawner },
+      starter,
       flags: ["--fd3-spawner", path],
       startup: `; fd-3 spawner ${path}`,
       name: "fd3spawn",
-      [Symbol.asyncDispose]: () => spawner.close().finally(remove),
+      [Symbol.asyncDispose]: () => starter.close().finally(remove),
     };
   }
   return {
-    options: { helper: path },
+    starter: fd3execStarter(path),
     flags: ["--fd3-helper", path],
     startup: `; fd-3 helper ${path}`,
     name: "fd3exec",

@@ -1,33 +1,51 @@
 /**
- * The client of `lib/fd3spawn.c` (`--fd3-spawner`): one long-lived helper
- * process that forks and execs every checkpassword and setpassword run, so
- * the server's event-loop thread only writes a request and reads a reply
- * instead of spawning a process with three pipes itself. The frames are
- * described at the top of `lib/fd3spawn.c`.
+ * The `fd3spawn` starter (`--fd3-spawner`): one long-lived
+ * `lib/stores/programs/fd3spawn.c` process that vforks and execs every
+ * checkpassword and setpassword run, so the server's event-loop thread
+ * only writes a request and reads a reply instead of spawning a process
+ * with three pipes itself. The frames are described at the top of
+ * `fd3spawn.c`; the constants below carry the same names there.
+ *
+ * A run that gets no reply by its deadline plus `CHILD_DEADLINE_MARGIN_MS`
+ * (fd3spawn stopped or wedged) kills fd3spawn, whose programs die with it
+ * (their parent-death signal); the next run starts a new one.
  *
  * @module
  */
 
+import { realClock, type Timer } from "../../common/clock.ts";
 import {
-  type ChildOptions,
+  CHILD_DEADLINE_MARGIN_MS,
+  CHILD_DRAIN_MS,
+} from "../../common/limits.ts";
+import {
+  type Captured,
   type ChildResult,
-  type ChildSpawner,
-  emitChildOutput,
-} from "./child.ts";
-import { CHILD_DRAIN_MS, CHILD_LOG_MAX } from "../../common/limits.ts";
+  NOTHING,
+  type RunRequest,
+  type RunResult,
+  type Starter,
+} from "./starter.ts";
 
-/** Runs programs through one fd3spawn process. */
-export interface Spawner extends ChildSpawner {
+/** Octets of fixed fields after a request's u32 size (`REQUEST_HEADER` in C). */
+export const REQUEST_HEADER = 7 * 4;
+/** Octets of fixed fields after a reply's u32 size (`REPLY_HEADER` in C). */
+export const REPLY_HEADER = 8 * 4;
+/** A reply's "how" (`enum how` in C). */
+export const HOW = {
+  exited: 0,
+  signaled: 1,
+  timeout: 2,
+  spawnFailed: 3,
+} as const;
+
+/** The fd3spawn starter, with what only tests and the bench look at. */
+export interface Fd3spawnStarter extends Starter {
   /** The helper's process id while it runs (it starts at the first run). */
   pid(): number | undefined;
-  /** Let running programs finish, then end the helper. */
-  close(): Promise<void>;
 }
 
 const LITTLE = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-const HEADER = 4 * 8;
-const REPLY_HEADER = 4 * 9;
-const HOW = ["exited", "signaled", "timeout", "spawnFailed"] as const;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -52,47 +70,50 @@ const SIGNALS = [
 ];
 
 interface Pending {
-  readonly options: ChildOptions;
-  readonly resolve: (result: ChildResult) => void;
+  readonly request: RunRequest;
+  readonly resolve: (result: RunResult) => void;
+  readonly watchdog: Timer;
 }
 
 /** Encode one request; the caller wipes it after writing (it holds the payload). */
-export function encodeRequest(
-  id: number,
-  keep: number,
-  options: ChildOptions,
-): Uint8Array {
-  const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`);
-  const strings = [...options.argv, ...env].map((s) => encoder.encode(s));
-  const size = HEADER - 4 +
-    strings.reduce((n, s) => n + s.length + 1, 0) + options.payload.length;
+export function encodeRequest(id: number, request: RunRequest): Uint8Array {
+  const env = Object.entries(request.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const strings = [...request.argv, ...env].map((s) => encoder.encode(s));
+  const size = REQUEST_HEADER +
+    strings.reduce((n, s) => n + s.length + 1, 0) + request.payload.length;
   const frame = new Uint8Array(4 + size);
   const view = new DataView(frame.buffer);
   const fields = [
     size,
     id,
-    options.timeoutMs,
+    request.timeoutMs,
     CHILD_DRAIN_MS,
-    keep,
-    options.argv.length,
+    request.keep,
+    request.argv.length,
     env.length,
-    options.payload.length,
+    request.payload.length,
   ];
   fields.forEach((value, i) => view.setUint32(i * 4, value, LITTLE));
-  let at = HEADER;
+  let at = 4 + REQUEST_HEADER;
   for (const s of strings) {
     frame.set(s, at);
     at += s.length + 1;
   }
-  frame.set(options.payload, at);
+  frame.set(request.payload, at);
   return frame;
 }
 
-/** Start the helper at `path` (absolute, checked by the caller). */
-export function startSpawner(
+const failed = (message: string): RunResult => ({
+  ending: { kind: "spawnFailed", message },
+  stdout: NOTHING,
+  stderr: NOTHING,
+});
+
+/** Start the helper at `path` (absolute, checked by the caller) at the first run. */
+export function fd3spawnStarter(
   path: string,
   log: (message: string) => void,
-): Spawner {
+): Fd3spawnStarter {
   const pending = new Map<number, Pending>();
   let counter = 0;
   let helper: ReturnType<typeof launch> | undefined;
@@ -115,34 +136,45 @@ export function startSpawner(
       }
       for (const [id, entry] of pending) {
         pending.delete(id);
-        entry.resolve({
-          kind: "spawnFailed",
-          message: `fd3spawn ended (${how})`,
-        });
+        entry.watchdog.cancel();
+        entry.resolve(failed(`fd3spawn ended (${how})`));
       }
       await writer.close().catch(() => {});
     });
     return self;
   }
 
+  /** No reply in time: fd3spawn is stopped or wedged, so it goes. */
+  function overdue(id: number, ms: number): void {
+    const current = helper;
+    if (!pending.has(id) || !current) return;
+    log(`fd3spawn gave no reply within ${ms / 1000} s: killing it`);
+    try {
+      current.process.kill("SIGKILL");
+    } catch {
+      // It has exited meanwhile; its end resolves the runs.
+    }
+  }
+
   return {
-    async run(options) {
+    name: `fd-3 spawner ${path}`,
+    async run(request) {
       const id = (counter = (counter + 1) >>> 0);
-      const longest = (options.redact ?? []).reduce(
-        (max, s) => Math.max(max, s.length),
-        0,
-      );
-      const frame = encodeRequest(id, CHILD_LOG_MAX + longest, options);
-      const result = new Promise<ChildResult>((resolve) =>
-        pending.set(id, { options, resolve })
+      const frame = encodeRequest(id, request);
+      const limit = request.timeoutMs + CHILD_DEADLINE_MARGIN_MS;
+      const watchdog = realClock.timer(limit);
+      void watchdog.done.then(() => overdue(id, limit));
+      const result = new Promise<RunResult>((resolve) =>
+        pending.set(id, { request, resolve, watchdog })
       );
       try {
         helper ??= launch();
         await helper.writer.write(frame);
       } catch (error) {
         pending.delete(id);
+        watchdog.cancel();
         const message = error instanceof Error ? error.message : String(error);
-        return { kind: "spawnFailed", message: `fd3spawn: ${message}` };
+        return failed(`fd3spawn: ${message}`);
       } finally {
         frame.fill(0);
       }
@@ -203,6 +235,7 @@ function deliver(frame: Uint8Array, pending: Map<number, Pending>): void {
   const entry = pending.get(id);
   if (!entry) return;
   pending.delete(id);
+  entry.watchdog.cancel();
   const [how, value, delivered] = [field(1), field(2), field(3)];
   const [outKept, errKept, outTotal, errTotal] = [
     field(4),
@@ -210,42 +243,40 @@ function deliver(frame: Uint8Array, pending: Map<number, Pending>): void {
     field(6),
     field(7),
   ];
-  const at = REPLY_HEADER - 4;
-  const out = frame.subarray(at, at + outKept);
-  const err = frame.subarray(at + outKept, at + outKept + errKept);
-  const { options } = entry;
-  const redact = options.redact ?? [];
-  emitChildOutput(
-    out,
-    outTotal,
-    redact,
-    (line) => options.onOutput?.("stdout", line),
-  );
-  emitChildOutput(
-    err,
-    errTotal,
-    redact,
-    (line) => options.onOutput?.("stderr", line),
-  );
-  const message = decoder.decode(
-    frame.subarray(at + outKept + errKept),
-  );
+  const at = REPLY_HEADER;
+  // Copies: the caller wipes them once logged, and the frame is wiped now.
+  const stdout: Captured = {
+    kept: frame.slice(at, at + outKept),
+    total: outTotal,
+  };
+  const stderr: Captured = {
+    kept: frame.slice(at + outKept, at + outKept + errKept),
+    total: errTotal,
+  };
+  const message = decoder.decode(frame.subarray(at + outKept + errKept));
   frame.fill(0);
-  switch (HOW[how]) {
-    case "exited":
-      return entry.resolve({
-        kind: "exited",
-        code: value,
-        delivered: delivered === 1,
-      });
-    case "signaled":
-      return entry.resolve({
-        kind: "signaled",
-        signal: SIGNALS[value] || `signal ${value}`,
-      });
-    case "timeout":
-      return entry.resolve({ kind: "timeout", ms: options.timeoutMs });
+  entry.resolve({
+    ending: ending(how, value, delivered, message, entry.request),
+    stdout,
+    stderr,
+  });
+}
+
+function ending(
+  how: number,
+  value: number,
+  delivered: number,
+  message: string,
+  request: RunRequest,
+): ChildResult {
+  switch (how) {
+    case HOW.exited:
+      return { kind: "exited", code: value, delivered: delivered === 1 };
+    case HOW.signaled:
+      return { kind: "signaled", signal: SIGNALS[value] || `signal ${value}` };
+    case HOW.timeout:
+      return { kind: "timeout", ms: request.timeoutMs };
     default:
-      return entry.resolve({ kind: "spawnFailed", message });
+      return { kind: "spawnFailed", message };
   }
 }
