@@ -15,4 +15,3 @@ $cc -O2 -g0 -Wall -Wextra -Werror -fPIE -pie -Wl,-z,relro,-z,now \
   -o "$out" "$here/../lib/stores/programs/fd3exec.c"
 strip --remove-section=.comment --remove-section=.note "$out" 2>/dev/null ||
   true
-echo libc

@@ -125,10 +125,13 @@ export function forEachLauncher(
 /** Get a launcher of `kind` for one test. */
 async function launcher(kind: LauncherKind): Promise<Launcher> {
   if (kind === "sh") {
+    // `fd-3 shim /bin/sh`, or /bin/bash when this process (and so the
+    // server it starts) inherited descriptors above 9 that dash cannot close.
+    const starter = shimStarter();
     return {
-      starter: shimStarter(),
+      starter,
       flags: [],
-      startup: "; fd-3 shim /bin/sh",
+      startup: `; ${starter.name}`,
       name: "sh",
       [Symbol.asyncDispose]: async () => {},
     };
