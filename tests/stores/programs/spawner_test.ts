@@ -10,7 +10,11 @@ import { runProgram } from "../../../lib/stores/programs/programs.ts";
 import {
   encodeRequest,
   fd3spawnStarter,
+  HOW,
+  REPLY_HEADER,
+  REQUEST_HEADER,
 } from "../../../lib/stores/programs/fd3spawn.ts";
+import type { Starter } from "../../../lib/stores/programs/starter.ts";
 import { writeAccounts } from "../../support/accounts.ts";
 import { bytes, hex } from "../../support/bytes.ts";
 import {
@@ -18,7 +22,10 @@ import {
   type Launcher,
   spawnerOf,
 } from "../../support/fd3exec.ts";
-import { CHILD_DEADLINE_MARGIN_MS } from "../../../lib/common/limits.ts";
+import {
+  CHILD_DEADLINE_MARGIN_MS,
+  PAYLOAD_MAX,
+} from "../../../lib/common/limits.ts";
 import { readLedger } from "../../support/ledger.ts";
 import { alive } from "../../support/procs.ts";
 import { Client } from "../../support/listen_client.ts";
@@ -303,3 +310,45 @@ forEachLauncher(
   },
   ONLY,
 );
+
+Deno.test("fd3spawn.c and fd3spawn.ts name the same frame constants with the same values", async () => {
+  const c = await Deno.readTextFile(
+    new URL("../../../lib/stores/programs/fd3spawn.c", import.meta.url),
+  );
+  const defined = (name: string) =>
+    Number(new RegExp(`#define ${name} (\\d+)`).exec(c)?.[1]);
+  const how = (name: string) =>
+    Number(new RegExp(`\\b${name} = (\\d+)`).exec(c)?.[1]);
+  assert.equal(defined("REQUEST_HEADER"), REQUEST_HEADER);
+  assert.equal(defined("REPLY_HEADER"), REPLY_HEADER);
+  assert.equal(defined("PAYLOAD_MAX"), PAYLOAD_MAX);
+  assert.deepEqual(
+    {
+      exited: how("HOW_EXITED"),
+      signaled: how("HOW_SIGNALED"),
+      timeout: how("HOW_TIMEOUT"),
+      spawnFailed: how("HOW_SPAWN_FAILED"),
+    },
+    HOW,
+  );
+});
+
+Deno.test("runProgram ends a run its starter never answers at the deadline plus CHILD_DEADLINE_MARGIN_MS", async () => {
+  const silent: Starter = {
+    name: "silent",
+    run: () => new Promise(() => {}),
+    close: () => Promise.resolve(),
+  };
+  const started = performance.now();
+  const result = await runProgram(silent, {
+    argv: ["/bin/true"],
+    payload: bytes("u", 0, "p", 0),
+    timeoutMs: 100,
+  });
+  const elapsed = performance.now() - started;
+  assert.deepEqual(result, {
+    kind: "timeout",
+    ms: 100 + CHILD_DEADLINE_MARGIN_MS,
+  });
+  assert.ok(elapsed >= 100 + CHILD_DEADLINE_MARGIN_MS - 20, `${elapsed} ms`);
+});
