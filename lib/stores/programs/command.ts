@@ -15,6 +15,7 @@
  */
 
 import { realClock } from "../../common/clock.ts";
+import { UsageError } from "../../config/options.ts";
 import {
   CHILD_DRAIN_MS,
   CHILD_READ_SIZE,
@@ -94,23 +95,25 @@ export function inheritedDescriptors(): number[] {
 /**
  * The `/bin/sh` shim: no compiler needed. Decided once, here: `setsid` or
  * a detached spawn, and which inherited descriptors the shim closes (with
- * bash when one is above 9; without bash, that is a startup error).
+ * bash when one is above 9; without bash, that is a startup error, a
+ * `UsageError`).
  */
 export function shimStarter(
   inherited: readonly number[] = inheritedDescriptors(),
+  bash: string = BASH,
 ): Starter {
   const setsid = isExecutable(SETSID);
   const closing = inherited.filter((fd) => fd !== 3);
   const high = closing.filter((fd) => fd > 9);
-  if (high.length > 0 && !isExecutable(BASH)) {
-    throw new Error(
+  if (high.length > 0 && !isExecutable(bash)) {
+    throw new UsageError(
       `descriptors ${
         high.join(", ")
-      } are open without close-on-exec, /bin/sh cannot close them and there is no ${BASH}: ` +
+      } are open without close-on-exec: /bin/sh cannot close them and there is no ${bash}; ` +
         "start qmail-poppass without them, or use --fd3-helper",
     );
   }
-  const shell = high.length > 0 ? BASH : "/bin/sh";
+  const shell = high.length > 0 ? bash : "/bin/sh";
   const script = FD3_SHIM.replace(
     "CLOSE",
     closing.map((fd) => `${fd}<&-`).join(" "),

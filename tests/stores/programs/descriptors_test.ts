@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { shimStarter } from "../../../lib/stores/programs/command.ts";
+import { UsageError } from "../../../lib/config/options.ts";
 import { forEachLauncher, type Launcher } from "../../support/fd3exec.ts";
 import { Client } from "../../support/listen_client.ts";
 import { greeting, R } from "../../support/pinned_replies.ts";
@@ -80,4 +81,12 @@ Deno.test("shimStarter() picks its shell once, from the inherited descriptors", 
   assert.equal(shimStarter([]).name, "fd-3 shim /bin/sh");
   assert.equal(shimStarter([3, 4, 9]).name, "fd-3 shim /bin/sh");
   assert.equal(shimStarter([10]).name, "fd-3 shim /bin/bash");
+  assert.throws(
+    () => shimStarter([4, 10, 251], "/nonexistent/bash"),
+    (error: unknown) =>
+      error instanceof UsageError &&
+      error.message ===
+        "descriptors 10, 251 are open without close-on-exec: /bin/sh cannot close them and there is no /nonexistent/bash; " +
+          "start qmail-poppass without them, or use --fd3-helper",
+  );
 });
