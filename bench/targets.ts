@@ -1,7 +1,7 @@
 /**
  * The servers `deno task bench` measures: how each is built, started on a
  * loopback port and stopped, and the spawn floor (the two back-end runs of
- * a session through `lib/child.ts`, no protocol), which runs in its own
+ * a session through `runProgram` of `lib/stores/programs/`, no protocol), which runs in its own
  * Deno process: `deno run -A bench/targets.ts --floor '{json}'`.
  *
  * Every tcpserver here runs as `tcpserver -R -H -l localhost`: without

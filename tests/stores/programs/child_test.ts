@@ -1,5 +1,5 @@
 /**
- * `runChild` and `programBackend` against the real fakeauth: exact fd-3
+ * `runProgram` and `programBackend` against the real fakeauth: exact fd-3
  * octets and argv, exit-status mapping, the 512-octet payload cap.
  */
 
@@ -70,7 +70,7 @@ forEachLauncher(
 );
 
 forEachLauncher(
-  "runChild passes argv and the environment verbatim",
+  "runProgram passes argv and the environment verbatim",
   async (launch) => {
     await using box = await Sandbox.create();
     const args = ["set", " spaced arg ", "ünï", "-x", ""];
