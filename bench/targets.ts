@@ -1,8 +1,9 @@
 /**
  * The servers `deno task bench` measures: how each is built, started on a
  * loopback port and stopped, and the spawn floor (the two back-end runs of
- * a session through `runProgram` of `lib/stores/programs/`, no protocol), which runs in its own
- * Deno process: `deno run -A bench/targets.ts --floor '{json}'`.
+ * a session through `runProgram` of `lib/stores/programs/`, no protocol),
+ * which runs in its own Deno process:
+ * `deno run -A bench/targets.ts --floor '{json}'`.
  *
  * Every tcpserver here runs as `tcpserver -R -H -l localhost`: without
  * those flags it looks names up in DNS, which would leave the machine.
