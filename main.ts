@@ -28,8 +28,8 @@ import {
 import { processLog, stderrSink } from "./lib/common/log.ts";
 import { type TlsFiles, tlsProblem } from "./lib/serve/transports.ts";
 import { asksForListen, usageText } from "./lib/config/options.ts";
-import { programBackend } from "./lib/stores/programs/programs.ts";
-import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
+import { openStarter, programBackend } from "./lib/stores/programs/programs.ts";
+import type { Starter } from "./lib/stores/programs/starter.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
@@ -55,15 +55,13 @@ export async function main(args: readonly string[]): Promise<number> {
     return await startupFailure(error, args, env, log);
   }
   for (const warning of config.warnings) log(`warning: ${warning}`);
-  const spawnerPath = config.backend.kind === "programs"
-    ? config.backend.spawner
-    : undefined;
-  // Started at the first program run; ended after the last session.
-  const spawner = spawnerPath === undefined
-    ? undefined
-    : startSpawner(spawnerPath, log);
+  // How every program starts, chosen once; closed after the last session.
+  let starter: Starter | undefined;
   try {
-    const backend = await createBackend(config, log, spawner);
+    if (config.backend.kind === "programs") {
+      starter = openStarter(config.backend.starter, log);
+    }
+    const backend = await createBackend(config, log, starter);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
       await serveListen(
@@ -76,7 +74,7 @@ export async function main(args: readonly string[]): Promise<number> {
           ...(config.proxy ? { proxy: config.proxy } : {}),
         },
         (server) =>
-          `${describe(server, config.limits)}; ${backendText(config)}${
+          `${describe(server, config.limits)}; ${backendText(config, starter)}${
             proxyText(config)
           }`,
         log,
@@ -95,7 +93,7 @@ export async function main(args: readonly string[]): Promise<number> {
   } catch (error) {
     return await startupFailure(error, args, env, log);
   } finally {
-    await spawner?.close();
+    await starter?.close();
   }
 }
 
@@ -160,17 +158,14 @@ async function readTlsFiles(
 }
 
 /** The back end, for the startup line. */
-function backendText(config: Config): string {
+function backendText(config: Config, starter: Starter | undefined): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
   if (backend.kind === "pam") {
     return `PAM service ${backend.service}, uid >= ${backend.minUid}`;
   }
   if (backend.kind === "ldap") return `ldap ${backend.urls.join(" ")}`;
-  if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
-  return backend.helper === undefined
-    ? "fd-3 shim /bin/sh"
-    : `fd-3 helper ${backend.helper}`;
+  return starter?.name ?? "";
 }
 
 /** The trusted PROXY-protocol senders, for the startup line. */
@@ -184,7 +179,7 @@ function proxyText(config: Config): string {
 async function createBackend(
   config: Config,
   log: (message: string) => void,
-  spawner: Spawner | undefined,
+  starter: Starter | undefined,
 ): Promise<Backend> {
   const backend = config.backend;
   if (backend.kind === "programs") {
@@ -192,8 +187,7 @@ async function createBackend(
       checkArgv: backend.checkArgv,
       setArgv: backend.setArgv,
       childTimeoutMs: config.limits.childTimeoutMs,
-      ...(backend.helper === undefined ? {} : { helper: backend.helper }),
-      ...(spawner === undefined ? {} : { spawner }),
+      starter: starter!,
     });
   }
   if (backend.kind === "pam") {
