@@ -33,8 +33,8 @@ import {
   tlsWarnings,
 } from "./lib/serve/transports.ts";
 import { asksFor, asksForListen, usageText } from "./lib/config/options.ts";
-import { programBackend } from "./lib/stores/programs/programs.ts";
-import { type Spawner, startSpawner } from "./lib/stores/programs/spawner.ts";
+import { openStarter, programBackend } from "./lib/stores/programs/programs.ts";
+import type { Starter } from "./lib/stores/programs/starter.ts";
 import { greetingBytes, replyBytes } from "./lib/protocol/replies.ts";
 import { serveStdio, writeAll } from "./lib/serve/stdio.ts";
 import { VERSION } from "./lib/common/version.ts";
@@ -73,14 +73,12 @@ export async function main(args: readonly string[]): Promise<number> {
   if (config.mode.kind === "listen") {
     for (const warning of config.warnings) log(`warning: ${warning}`);
   }
-  const spawnerPath = config.backend.kind === "programs"
-    ? config.backend.spawner
-    : undefined;
-  // Started at the first program run; ended after the last session.
-  const spawner = spawnerPath === undefined
-    ? undefined
-    : startSpawner(spawnerPath, log);
+  // How every program starts, chosen once; closed after the last session.
+  let starter: Starter | undefined;
   try {
+    if (config.backend.kind === "programs") {
+      starter = openStarter(config.backend.starter, log);
+    }
     // A store's own startup warnings (clear-text passwd-file users) follow
     // the same rule: not on every stdio connection.
     const backendLog = config.mode.kind === "listen"
@@ -88,7 +86,7 @@ export async function main(args: readonly string[]): Promise<number> {
       : (message: string) => {
         if (!message.startsWith(WARNING)) log(message);
       };
-    const backend = await createBackend(config, backendLog, spawner);
+    const backend = await createBackend(config, backendLog, starter);
     const greeting = greetingBytes(config.hostname);
     if (config.mode.kind === "listen") {
       await serveListen(
@@ -101,7 +99,7 @@ export async function main(args: readonly string[]): Promise<number> {
           ...(config.proxy ? { proxy: config.proxy } : {}),
         },
         (server) =>
-          `${describe(server, config.limits)}; ${backendText(config)}${
+          `${describe(server, config.limits)}; ${backendText(config, starter)}${
             proxyText(config)
           }`,
         log,
@@ -122,7 +120,7 @@ export async function main(args: readonly string[]): Promise<number> {
   } catch (error) {
     return await startupFailure(error, args, env, log);
   } finally {
-    await spawner?.close();
+    await starter?.close();
   }
 }
 
@@ -213,22 +211,30 @@ async function checkConfig(
     const heap = await heapProblem(config.limits.maxSessions);
     if (heap) throw new UsageError(heap);
   }
-  await createBackend(config, (message) => {
-    if (message.startsWith(WARNING)) {
-      warnings.push(message.slice(WARNING.length));
-    } else log(message);
-  }, undefined);
-  for (const warning of warnings) log(`warning: ${warning}`);
-  log(
-    `check-config: the settings are valid (${mode.kind} mode, ${
-      backendText(config)
-    }); ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`,
-  );
+  // Opened to be named and checked, never run.
+  const starter = config.backend.kind === "programs"
+    ? openStarter(config.backend.starter, log)
+    : undefined;
+  try {
+    await createBackend(config, (message) => {
+      if (message.startsWith(WARNING)) {
+        warnings.push(message.slice(WARNING.length));
+      } else log(message);
+    }, starter);
+    for (const warning of warnings) log(`warning: ${warning}`);
+    log(
+      `check-config: the settings are valid (${mode.kind} mode, ${
+        backendText(config, starter)
+      }); ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`,
+    );
+  } finally {
+    await starter?.close();
+  }
   return EXIT.ok;
 }
 
 /** The back end, for the startup line. */
-function backendText(config: Config): string {
+function backendText(config: Config, starter: Starter | undefined): string {
   const backend = config.backend;
   if (backend.kind === "passwdFile") return `passwd-file ${backend.path}`;
   if (backend.kind === "pam") {
@@ -238,10 +244,7 @@ function backendText(config: Config): string {
   if (backend.kind === "sql") {
     return `sql ${describeTarget(backend.sql.target)}`;
   }
-  if (backend.spawner !== undefined) return `fd-3 spawner ${backend.spawner}`;
-  return backend.helper === undefined
-    ? "fd-3 shim /bin/sh"
-    : `fd-3 helper ${backend.helper}`;
+  return starter?.name ?? "";
 }
 
 /** The trusted PROXY-protocol senders, for the startup line. */
@@ -255,7 +258,7 @@ function proxyText(config: Config): string {
 async function createBackend(
   config: Config,
   log: (message: string) => void,
-  spawner: Spawner | undefined,
+  starter: Starter | undefined,
 ): Promise<Backend> {
   const backend = config.backend;
   if (backend.kind === "programs") {
@@ -263,8 +266,7 @@ async function createBackend(
       checkArgv: backend.checkArgv,
       setArgv: backend.setArgv,
       childTimeoutMs: config.limits.childTimeoutMs,
-      ...(backend.helper === undefined ? {} : { helper: backend.helper }),
-      ...(spawner === undefined ? {} : { spawner }),
+      starter: starter!,
     });
   }
   if (backend.kind === "pam") {

@@ -1,14 +1,14 @@
 /**
  * The spawn floor: the two back-end runs of a session (check, then change)
- * through `lib/stores/programs/child.ts`, with no socket and no protocol,
+ * through `runProgram` of `lib/stores/programs/`, with no socket and no protocol,
  * in a Deno process of its own:
  * `deno run -A bench/floor.ts --floor '{json}'`.
  *
  * @module
  */
 
-import { runChild } from "../lib/stores/programs/child.ts";
-import { startSpawner } from "../lib/stores/programs/spawner.ts";
+import { openStarter, runProgram } from "../lib/stores/programs/programs.ts";
+import type { Fd3spawnStarter } from "../lib/stores/programs/fd3spawn.ts";
 import { changePayload, checkPayload } from "../lib/stores/programs/fd3.ts";
 import { cpuOf, type LoadResult, runPool } from "./loadgen.ts";
 import type { Kit } from "./kit.ts";
@@ -28,16 +28,24 @@ export interface FloorOptions {
 
 /**
  * The spawn floor: per session the check and then the change program run
- * through `runChild` with their payloads and the ucspi-tcp variables, as
+ * through `runProgram` with their payloads and the ucspi-tcp variables, as
  * in listen mode, with no socket and no protocol.
  */
 export async function runFloor(
   options: FloorOptions,
 ): Promise<LoadResult & { cpuMs: number }> {
   const bytes = (text: string) => new TextEncoder().encode(text);
+  const starter = openStarter(
+    options.spawner !== undefined
+      ? { kind: "fd3spawn", path: options.spawner }
+      : options.helper !== undefined
+      ? { kind: "fd3exec", path: options.helper }
+      : { kind: "shim" },
+    (m) => console.error(m),
+  );
   const spawner = options.spawner === undefined
     ? undefined
-    : startSpawner(options.spawner, (m) => console.error(m));
+    : starter as Fd3spawnStarter;
   const env: Record<string, string> = { PROTO: "TCP", TCPLOCALPORT: "106" };
   env.TCPREMOTEIP = env.TCPLOCALIP = "127.0.0.1";
   env.TCPREMOTEPORT = "40000";
@@ -49,15 +57,13 @@ export async function runFloor(
         changePayload(user!, old!, next!),
       ]
     ) {
-      const result = await runChild({
+      const result = await runProgram(starter, {
         argv: [options.backend],
         payload,
         timeoutMs: 30_000,
         env,
         redact: [old!, next!],
         onOutput: () => {},
-        ...(options.helper === undefined ? {} : { helper: options.helper }),
-        ...(spawner === undefined ? {} : { spawner }),
       });
       if (result.kind !== "exited" || result.code !== 0) {
         throw new Error(`back end: ${JSON.stringify(result)}`);
@@ -72,7 +78,7 @@ export async function runFloor(
     const cpu1 = cpuOf("self") + (spawner ? cpuOf(spawner.pid() ?? 0) : 0);
     return { ...result, cpuMs: cpu1 - cpu0 };
   } finally {
-    await spawner?.close();
+    await starter.close();
   }
 }
 

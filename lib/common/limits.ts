@@ -128,6 +128,15 @@ export const LINGER_MAX_OCTETS = 64 * 1024;
 export const CHILD_DRAIN_MS = 1_000;
 
 /**
+ * Every program run ends on the server's side at most this long after its
+ * own deadline (`--child-timeout`), whatever its starter does: a stopped or
+ * wedged fd3spawn cannot hold a session longer. The starter's deadline is
+ * followed by up to CHILD_DRAIN_MS for the output pipes; one more second
+ * absorbs a loaded machine.
+ */
+export const CHILD_DEADLINE_MARGIN_MS = CHILD_DRAIN_MS + 1_000;
+
+/**
  * On SIGTERM, how long sessions may go on: a child program started just
  * before the signal, then its failure delay, plus time to send the reply.
  */

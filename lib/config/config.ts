@@ -33,6 +33,7 @@ import {
   parseLdapConfig,
 } from "../stores/ldap/config.ts";
 import { parseSqlSettings, type SqlSettings } from "../stores/sql/config.ts";
+import type { StarterChoice } from "../stores/programs/starter.ts";
 
 export { UsageError } from "./options.ts";
 
@@ -48,10 +49,11 @@ export type BackendConfig =
     readonly kind: "programs";
     readonly checkArgv: string[];
     readonly setArgv: string[];
-    /** The compiled fd-3 shim, checked executable; absent: `/bin/sh`. */
-    readonly helper?: string;
-    /** listen mode: fd3spawn, checked executable; it replaces `helper`. */
-    readonly spawner?: string;
+    /**
+     * How programs start: the `/bin/sh` shim, `fd3exec` (`--fd3-helper`)
+     * or, in listen mode, `fd3spawn` (`--fd3-spawner`, which wins).
+     */
+    readonly starter: StarterChoice;
   }
   | {
     readonly kind: "passwdFile";
@@ -337,21 +339,24 @@ function parseBackend(
         "but an indimail module such as vchkpass runs the next program on FAILURE, so vchkpass /bin/true accepts any password; end such chains in /bin/false",
     );
   }
-  const starter = (name: string, word: string | undefined) => {
+  const starterPath = (name: string, word: string | undefined) => {
     if (word === undefined) return undefined;
     if (!word.startsWith("/")) {
       throw new UsageError(`--${name} ${quote(word)}: give an absolute path`);
     }
     return resolveProgram(`--${name}`, word, env, probe);
   };
-  const helper = starter("fd3-helper", helperWord);
-  const spawner = starter("fd3-spawner", spawnerWord);
+  const helper = starterPath("fd3-helper", helperWord);
+  const spawner = starterPath("fd3-spawner", spawnerWord);
   return {
     kind: "programs",
     checkArgv,
     setArgv,
-    ...(helper === undefined ? {} : { helper }),
-    ...(spawner === undefined ? {} : { spawner }),
+    starter: spawner !== undefined
+      ? { kind: "fd3spawn", path: spawner }
+      : helper !== undefined
+      ? { kind: "fd3exec", path: helper }
+      : { kind: "shim" },
   };
 }
 

@@ -120,12 +120,10 @@ for found in $(grep -oE 'registry\.npmjs\.org/(@[^/]+/)?[^/]+/[0-9][^/]*/' \
 done
 
 # --- 2b. fd3exec and fd3spawn, the compiled starters ---------------------------------
-# The nolibc build on amd64 (see the script), stripped the way dh_strip
-# strips.
+# Stripped the way dh_strip strips.
 say "compiling lib/stores/programs/fd3exec.c"
-fd3exec_kind=$(sh packaging/build-fd3exec.sh "$work/fd3exec") ||
+sh packaging/build-fd3exec.sh "$work/fd3exec" ||
   die "cannot compile lib/stores/programs/fd3exec.c"
-say "fd3exec: the $fd3exec_kind build"
 say "compiling lib/stores/programs/fd3spawn.c"
 sh packaging/build-fd3spawn.sh "$work/fd3spawn" ||
   die "cannot compile lib/stores/programs/fd3spawn.c"

@@ -123,7 +123,8 @@ fi
 store=$passwd_file$ldap_url$pam$sql_url$sql_url_file
 
 # The compiled fd-3 shim starts each checkpassword and setpassword program
-# in one exec instead of three (/bin/sh, setsid, the program). A
+# with two execs instead of four (setsid, /bin/sh, the program and, after
+# an exit 0, wc to check that fd 3 was read to its end). A
 # POPPASS_FD3_HELPER that is set wins, even empty (empty = the /bin/sh
 # shim), and so does --fd3-helper; the built-in stores run no programs,
 # so they get none.

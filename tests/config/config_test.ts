@@ -65,6 +65,7 @@ Deno.test("parseInvocation() stops option parsing at the hostname", () => {
     kind: "programs",
     checkArgv: ["/opt/x/checkpassword", "-s", "--fail-delay", "/bin/true"],
     setArgv: ["/usr/bin/vsetpass", "/bin/false"],
+    starter: { kind: "shim" },
   });
   assert.equal(config.mode.kind, "stdio");
 });
@@ -79,6 +80,7 @@ Deno.test("parseInvocation() resolves a bare program name through PATH once", ()
     kind: "programs",
     checkArgv: ["/bin/check", "/bin/false"],
     setArgv: ["/usr/bin/vsetpass", "x"],
+    starter: { kind: "shim" },
   });
 });
 
@@ -199,62 +201,68 @@ Deno.test("parseInvocation() reads listen mode, TLS and the plaintext guard", ()
 });
 
 Deno.test("parseInvocation() takes the fd-3 helper from --fd3-helper or POPPASS_FD3_HELPER", () => {
-  const programs = (args: string[], vars: Record<string, string>) => {
+  const starter = (args: string[], vars: Record<string, string>) => {
     const backend = run(args, vars).backend;
     assert.equal(backend.kind, "programs");
-    return backend;
+    return backend.kind === "programs" ? backend.starter : undefined;
   };
-  assert.equal(programs(["host", "/bin/check"], BASE).helper, undefined);
-  assert.equal(
-    programs(["--fd3-helper", "/bin/true", "host", "/bin/check"], BASE).helper,
-    "/bin/true",
+  const fd3exec = (path: string) => ({ kind: "fd3exec", path });
+  assert.deepEqual(starter(["host", "/bin/check"], BASE), { kind: "shim" });
+  assert.deepEqual(
+    starter(["--fd3-helper", "/bin/true", "host", "/bin/check"], BASE),
+    fd3exec("/bin/true"),
   );
-  assert.equal(
-    programs(["host", "/bin/check"], {
+  assert.deepEqual(
+    starter(["host", "/bin/check"], {
       ...BASE,
       POPPASS_FD3_HELPER: "/opt/x/checkpassword",
-    }).helper,
-    "/opt/x/checkpassword",
+    }),
+    fd3exec("/opt/x/checkpassword"),
   );
-  assert.equal(
-    programs(["--fd3-helper=/bin/true", "host", "/bin/check"], {
+  assert.deepEqual(
+    starter(["--fd3-helper=/bin/true", "host", "/bin/check"], {
       ...BASE,
       POPPASS_FD3_HELPER: "/opt/x/checkpassword",
-    }).helper,
-    "/bin/true",
+    }),
+    fd3exec("/bin/true"),
   );
 });
 
 Deno.test("parseInvocation() takes fd3spawn from --fd3-spawner or POPPASS_FD3_SPAWNER, in listen mode only", () => {
-  const programs = (args: string[], vars: Record<string, string>) => {
+  const starter = (args: string[], vars: Record<string, string>) => {
     const backend = run(args, vars).backend;
     assert.equal(backend.kind, "programs");
-    return backend;
+    return backend.kind === "programs" ? backend.starter : undefined;
   };
   const listen = ["--listen", "127.0.0.1:106"];
   const chain = ["host", "/bin/check"];
-  assert.equal(programs([...listen, ...chain], BASE).spawner, undefined);
-  assert.equal(
-    programs([...listen, "--fd3-spawner", "/bin/true", ...chain], BASE)
-      .spawner,
-    "/bin/true",
+  const fd3spawn = (path: string) => ({ kind: "fd3spawn", path });
+  assert.deepEqual(starter([...listen, ...chain], BASE), { kind: "shim" });
+  assert.deepEqual(
+    starter([...listen, "--fd3-spawner", "/bin/true", ...chain], BASE),
+    fd3spawn("/bin/true"),
   );
   const fromEnv = { ...BASE, POPPASS_FD3_SPAWNER: "/bin/true" };
-  assert.equal(programs([...listen, ...chain], fromEnv).spawner, "/bin/true");
+  assert.deepEqual(
+    starter([...listen, ...chain], fromEnv),
+    fd3spawn("/bin/true"),
+  );
   // Stdio mode does not use it, so it neither checks nor keeps it.
   const missing = { ...BASE, POPPASS_FD3_SPAWNER: "/opt/x/fd3spawn" };
-  assert.equal(programs(chain, missing).spawner, undefined);
-  assert.equal(
-    programs(["--fd3-spawner", "relative", ...chain], BASE).spawner,
-    undefined,
+  assert.deepEqual(starter(chain, missing), { kind: "shim" });
+  assert.deepEqual(
+    starter(["--fd3-spawner", "relative", ...chain], BASE),
+    { kind: "shim" },
   );
-  // Both given: each is kept; the spawner is the one listen mode uses.
-  const both = programs(
-    [...listen, "--fd3-helper", "/bin/true", "--fd3-spawner", "/bin/true"]
-      .concat(chain),
-    BASE,
+  // Both given: both are checked; listen mode uses the spawner.
+  assert.deepEqual(
+    starter(
+      [...listen, "--fd3-helper", "/bin/true", "--fd3-spawner", "/bin/true"]
+        .concat(chain),
+      BASE,
+    ),
+    fd3spawn("/bin/true"),
   );
-  assert.deepEqual([both.helper, both.spawner], ["/bin/true", "/bin/true"]);
 });
 
 Deno.test("parseInvocation() answers --help and --version", () => {

@@ -518,7 +518,7 @@ forEachLauncher(
       checkArgv: [printer, "check"],
       setArgv: [printer, "set"],
       childTimeoutMs: 10_000,
-      ...launch.options,
+      starter: launch.starter,
     });
     for (const [i, way] of WAYS.entries()) {
       await t.step(way, async () => {

@@ -41,13 +41,10 @@ const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
 
 function serve(
   box: Sandbox,
-  launch: { readonly helper?: string } = {},
+  launch: { readonly flags: readonly string[] } = { flags: [] },
 ): Promise<Tcpserver> {
-  const helper = launch.helper === undefined
-    ? []
-    : ["--fd3-helper", launch.helper];
   return Tcpserver.start({
-    program: [MAIN, ...SHORT, ...helper, HOST, FAKEAUTH, "check"],
+    program: [MAIN, ...SHORT, ...launch.flags, HOST, FAKEAUTH, "check"],
     env: { ...baseEnv(), ...box.env(), PASSWORD_COMMAND: `${FAKEAUTH} set` },
   });
 }
@@ -73,7 +70,7 @@ forEachLauncher(
 
 async function happyPath(launch: Launcher) {
   await using box = await Sandbox.create(ROW_ACCOUNTS);
-  await using server = await serve(box, launch.options);
+  await using server = await serve(box, launch);
   await using client = await server.connect();
   const received = await converse(client.talk, [
     "user bob",

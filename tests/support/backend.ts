@@ -6,10 +6,9 @@
  */
 
 import type { Backend, Peer } from "../../lib/stores/backend.ts";
-import {
-  programBackend,
-  type ProgramOptions,
-} from "../../lib/stores/programs/programs.ts";
+import { programBackend } from "../../lib/stores/programs/programs.ts";
+import { shimStarter } from "../../lib/stores/programs/command.ts";
+import type { Starter } from "../../lib/stores/programs/starter.ts";
 import { FAKEAUTH, type Sandbox } from "./sandbox.ts";
 
 /** Child deadline for tests that do not test the deadline. */
@@ -32,12 +31,12 @@ export function testPeer(
 /** `fakeauth check` as the chain, `fakeauth set` as PASSWORD_COMMAND. */
 export function fakeBackend(
   childTimeoutMs = TIMEOUT,
-  launcher: Pick<ProgramOptions, "helper" | "spawner"> = {},
+  starter: Starter = shimStarter(),
 ): Backend {
   return programBackend({
     checkArgv: [FAKEAUTH, "check"],
     setArgv: [FAKEAUTH, "set"],
     childTimeoutMs,
-    ...launcher,
+    starter,
   });
 }

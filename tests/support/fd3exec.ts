@@ -1,8 +1,7 @@
 /**
  * The ways to start a back end, for tests that run every case through
  * each: the `/bin/sh` shim; `lib/stores/programs/fd3exec.c` built by
- * `packaging/build-fd3exec.sh`, with the C library and, on Linux x86_64
- * and aarch64, without; and a running `lib/stores/programs/fd3spawn.c`
+ * `packaging/build-fd3exec.sh`; and a running `lib/stores/programs/fd3spawn.c`
  * (listen mode's `--fd3-spawner`). Each is built once and cached by source
  * hash (`buildStarter`). A build that cannot be made here is ignored, and the
  * test's name says why.
@@ -10,8 +9,15 @@
  * @module
  */
 
-import type { ChildSpawner } from "../../lib/stores/programs/child.ts";
-import { startSpawner } from "../../lib/stores/programs/spawner.ts";
+import {
+  fd3execStarter,
+  shimStarter,
+} from "../../lib/stores/programs/command.ts";
+import {
+  type Fd3spawnStarter,
+  fd3spawnStarter,
+} from "../../lib/stores/programs/fd3spawn.ts";
+import type { Starter } from "../../lib/stores/programs/starter.ts";
 import { hasTool } from "./tools.ts";
 
 const script = (name: string) =>
@@ -20,41 +26,25 @@ const script = (name: string) =>
   );
 
 /** How a child is started. */
-export type LauncherKind = "sh" | "libc" | "nolibc" | "spawner";
+export type LauncherKind = "sh" | "fd3exec" | "spawner";
 
 /** All of them, in the order tests run them. */
-const LAUNCHERS: readonly LauncherKind[] = [
-  "sh",
-  "libc",
-  "nolibc",
-  "spawner",
-];
+const LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec", "spawner"];
 
 /** The starters stdio mode can use (`--fd3-spawner` is for listen mode). */
-export const STDIO_LAUNCHERS: readonly LauncherKind[] = [
-  "sh",
-  "libc",
-  "nolibc",
-];
-
-const NOLIBC_HERE = Deno.build.os === "linux" &&
-  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
+export const STDIO_LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec"];
 
 /** Why `kind` cannot run here, or undefined. */
 export function missing(kind: LauncherKind): string | undefined {
   if (kind === "sh") return undefined;
   if (!hasTool("cc")) return "cc not installed";
-  if (kind === "nolibc" && !NOLIBC_HERE) return "no nolibc build here";
   return undefined;
 }
 
-/** A launcher ready for `runChild` / `programBackend` options. */
+/** A launcher for `runProgram` / `programBackend`, and its main.ts flags. */
 export interface Launcher extends AsyncDisposable {
-  /** Spread into the options: `{}`, `{ helper }` or `{ spawner }`. */
-  readonly options: {
-    readonly helper?: string;
-    readonly spawner?: ChildSpawner;
-  };
+  /** The starter itself, opened for this test. */
+  readonly starter: Starter;
   /** The same as main.ts options: `[]`, `--fd3-helper PATH`, `--fd3-spawner PATH`. */
   readonly flags: readonly string[];
   /** How listen mode's startup line ends with these flags. */
@@ -73,7 +63,7 @@ function launcherTest(kind: LauncherKind): {
     ? "sh shim"
     : kind === "spawner"
     ? "fd3spawn"
-    : `fd3exec ${kind}`;
+    : "fd3exec";
   return {
     suffix: ` [${label}]${why ? ` (ignored: ${why})` : ""}`,
     ignore: why !== undefined,
@@ -91,18 +81,22 @@ const BUILD_INPUTS = [
   "lib/stores/programs/fd3spawn.c",
 ];
 
+/** How old another build must be before a new build removes it. */
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 /** One build per kind and process, shared by every test that needs it. */
 const builds = new Map<string, Promise<string>>();
 
 /**
- * fd3exec of `kind` (or fd3spawn), built once: into a cache folder in the
- * temporary directory keyed by the SHA-256 of the build scripts and the C
- * sources, so a test run builds each kind once and later runs reuse it
- * until the sources change (older builds of the same kind are removed
- * then). Throws with the build script's output.
+ * fd3exec (or fd3spawn), built once: into a cache folder in the temporary
+ * directory keyed by the SHA-256 of the build scripts and the C sources,
+ * so a test run builds each kind once and later runs reuse it until the
+ * sources change. Builds of other sources are removed only once they are a
+ * day old: checkouts of other branches on the same machine may be testing
+ * with them right now. Throws with the build script's output.
  */
 export function buildStarter(
-  kind: "libc" | "nolibc" | "spawner",
+  kind: "fd3exec" | "spawner",
 ): Promise<{ path: string }> {
   let build = builds.get(kind);
   if (!build) {
@@ -113,7 +107,7 @@ export function buildStarter(
   return build.then((path) => ({ path }));
 }
 
-async function cachedBuild(kind: "libc" | "nolibc" | "spawner") {
+async function cachedBuild(kind: "fd3exec" | "spawner") {
   const spawner = kind === "spawner";
   const name = spawner ? "fd3spawn" : "fd3exec";
   const sources = BUILD_INPUTS.map((f) => Deno.readFileSync(repoFile(f)));
@@ -128,18 +122,16 @@ async function cachedBuild(kind: "libc" | "nolibc" | "spawner") {
     (b) => b.toString(16).padStart(2, "0"),
   ).join("");
   const root = `${Deno.env.get("TMPDIR") ?? "/tmp"}/qmail-poppass-test-builds`;
-  const path = `${root}/${kind}-${key}/${name}`;
+  const path = `${root}/${name}-${key}/${name}`;
   try {
     if (Deno.statSync(path).isFile) return path;
   } catch {
     // not built yet
   }
   Deno.mkdirSync(root, { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: root, prefix: `.${kind}-` });
+  const dir = await Deno.makeTempDir({ dir: root, prefix: `.${name}-` });
   const out = await new Deno.Command("sh", {
-    args: spawner
-      ? [script("build-fd3spawn.sh"), `${dir}/${name}`]
-      : [script("build-fd3exec.sh"), `${dir}/${name}`, kind],
+    args: [script(`build-${name}.sh`), `${dir}/${name}`],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -151,14 +143,20 @@ async function cachedBuild(kind: "libc" | "nolibc" | "spawner") {
     );
   }
   for (const entry of Deno.readDirSync(root)) {
-    if (entry.name.startsWith(`${kind}-`)) {
-      Deno.removeSync(`${root}/${entry.name}`, { recursive: true });
+    if (!entry.name.startsWith(`${name}-`)) continue;
+    try {
+      const at = `${root}/${entry.name}`;
+      if (Date.now() - (Deno.statSync(at).mtime?.getTime() ?? 0) > DAY_MS) {
+        Deno.removeSync(at, { recursive: true });
+      }
+    } catch {
+      // removed meanwhile by another test process
     }
   }
   try {
     // Atomic: a test process building the same kind at the same time
     // either wins or finds the other's build in place.
-    Deno.renameSync(dir, `${root}/${kind}-${key}`);
+    Deno.renameSync(dir, `${root}/${name}-${key}`);
   } catch {
     await Deno.remove(dir, { recursive: true });
   }
@@ -166,8 +164,8 @@ async function cachedBuild(kind: "libc" | "nolibc" | "spawner") {
 }
 
 /**
- * Register one test per launcher: `name [sh shim]`, `name [fd3exec libc]`,
- * `name [fd3exec nolibc]`, `name [fd3spawn]`, each ignored (and saying
+ * Register one test per launcher: `name [sh shim]`, `name [fd3exec]`,
+ * `name [fd3spawn]`, each ignored (and saying
  * why) where it cannot run, each with its own launcher, disposed after the
  * test.
  */
@@ -196,29 +194,32 @@ export function forEachLauncher(
 /** Get a launcher of `kind` for one test. */
 async function launcher(kind: LauncherKind): Promise<Launcher> {
   if (kind === "sh") {
+    // `fd-3 shim /bin/sh`, or /bin/bash when this process (and so the
+    // server it starts) inherited descriptors above 9 that dash cannot close.
+    const starter = shimStarter();
     return {
-      options: {},
+      starter,
       flags: [],
-      startup: "; fd-3 shim /bin/sh",
+      startup: `; ${starter.name}`,
       name: "sh",
       [Symbol.asyncDispose]: async () => {},
     };
   }
   const { path } = await buildStarter(kind);
   if (kind === "spawner") {
-    const spawner = startSpawner(path, (m) => {
+    const starter: Fd3spawnStarter = fd3spawnStarter(path, (m) => {
       throw new Error(`unexpected spawner log line: ${m}`);
     });
     return {
-      options: { spawner },
+      starter,
       flags: ["--fd3-spawner", path],
       startup: `; fd-3 spawner ${path}`,
       name: "fd3spawn",
-      [Symbol.asyncDispose]: () => spawner.close(),
+      [Symbol.asyncDispose]: () => starter.close(),
     };
   }
   return {
-    options: { helper: path },
+    starter: fd3execStarter(path),
     flags: ["--fd3-helper", path],
     startup: `; fd-3 helper ${path}`,
     name: "fd3exec",

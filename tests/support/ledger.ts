@@ -13,7 +13,10 @@ export interface LedgerEntry {
   /** `check` or `set` (argv[1]). */
   readonly mode: string;
   readonly pid: number;
-  /** Its parent: the server process that ran it (the shim execs fakeauth). */
+  /**
+   * The process that started it: the server (or fd3spawn), the parent of
+   * the group leader (the shim or fd3exec, which wait for fakeauth).
+   */
   readonly ppid: number;
   /** The arguments after the program name, as octets. */
   readonly argv: readonly Uint8Array[];

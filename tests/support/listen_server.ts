@@ -32,11 +32,18 @@ export interface ServerSpec {
   readonly env?: Readonly<Record<string, string>>;
   /** Flags for `deno run` itself, e.g. `--v8-flags=…`. */
   readonly denoFlags?: readonly string[];
+  /**
+   * A program that execs its arguments (the deno command line), to start
+   * the server as a harness would, e.g. with descriptors left open.
+   */
+  readonly wrapper?: readonly string[];
 }
 
 function command(spec: ServerSpec): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
+  const [program, ...wrapped] = [...(spec.wrapper ?? []), Deno.execPath()];
+  return new Deno.Command(program!, {
     args: [
+      ...wrapped,
       "run",
       "--quiet",
       "--allow-all",

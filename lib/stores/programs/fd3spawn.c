@@ -18,19 +18,28 @@
  * once, like a C poppassd does, and the server only writes and reads one
  * pipe each.
  *
- * Frames, integers in host byte order (both ends run on the same machine):
+ * Frames, integers in host byte order (both ends run on the same machine);
+ * lib/stores/programs/fd3spawn.ts has the same constants under the same
+ * names:
  *
  *   request  u32 size (of what follows), u32 id, u32 timeout_ms,
  *            u32 drain_ms, u32 keep, u32 argc, u32 envc, u32 payload_len,
- *            argc then envc NUL-terminated strings, payload octets;
+ *            argc then envc NUL-terminated strings, payload octets
+ *            (REQUEST_HEADER octets of fields after the size; a payload
+ *            over PAYLOAD_MAX octets is a malformed request);
  *            the envc "NAME=value" strings are added to fd3spawn's own
  *            environment for the program
  *   reply    u32 size, u32 id, i32 how, i32 value, u32 delivered,
  *            u32 out_kept, u32 err_kept, u32 out_total, u32 err_total,
  *            out_kept octets, err_kept octets, message text (the rest)
+ *            (REPLY_HEADER octets of fields after the size)
  *
- *   how      0 exited (value = code), 1 killed by a signal (value = its
- *            number), 2 deadline passed, 3 could not start (message says why)
+ *   how      HOW_EXITED (value = code), HOW_SIGNALED (value = the signal's
+ *            number), HOW_TIMEOUT (deadline passed), HOW_SPAWN_FAILED
+ *            (could not start; the message says why)
+ *   delivered  1 when the program left nothing of the payload unread on
+ *            fd 3 (fd3spawn keeps a read end and asks FIONREAD after the
+ *            exit), else 0: an exit 0 then does not count
  *
  * A program that cannot be executed is reported as the shell would: exit
  * 127 (not found) or 126, with "fd3spawn: cannot run PATH: reason" on its
@@ -39,7 +48,14 @@
  * cannot be written) it kills every group it started and exits 0; on a
  * malformed request it does the same and exits 111.
  *
- * Build: cc -O2 -o fd3spawn fd3spawn.c (packaging/build-fd3spawn.sh).
+ * Each program sees exactly fds 0 to 3 (every other descriptor is closed
+ * before the exec) and gets SIGKILL when fd3spawn dies (a parent-death
+ * signal, set before the exec; the kernel drops it for a set-user-ID
+ * program). While fd3spawn vforks, every signal is blocked, so no handler
+ * runs in the child that shares its memory; the child only makes system
+ * calls and execs or _exits.
+ *
+ * Build: packaging/build-fd3spawn.sh OUTPUT (Linux: prctl, FIONREAD).
  */
 
 #define _GNU_SOURCE
@@ -50,6 +66,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +79,19 @@
  * server sends short argument and environment lists. */
 #define REQUEST_MAX (256 * 1024)
 #define KEEP_MAX (64 * 1024)
+/* checkpassword programs refuse more; so does fd3spawn (limits.ts). */
+#define PAYLOAD_MAX 512
+/* Octets of fixed fields after a frame's u32 size. */
+#define REQUEST_HEADER 28
+#define REPLY_HEADER 32
+
+/* How a run ended (a reply's "how"). */
+enum how {
+  HOW_EXITED = 0,
+  HOW_SIGNALED = 1,
+  HOW_TIMEOUT = 2,
+  HOW_SPAWN_FAILED = 3
+};
 
 struct stream {
   int fd;            /* -1 once closed */
@@ -73,7 +106,9 @@ struct run {
   pid_t pid;         /* 0 once reaped */
   int status;
   int timed_out;
-  int delivered;
+  int written;       /* the payload went into the pipe */
+  int delivered;     /* and the program left none of it unread */
+  int fd3;           /* our read end of the payload pipe, -1 once closed */
   uint32_t keep;
   uint32_t drain_ms; /* after the exit, how long to wait for the pipes to close */
   int64_t deadline;  /* ms, monotonic: the program's, then the drain's */
@@ -82,6 +117,7 @@ struct run {
 
 static struct run *runs;
 static int dev_null = -1;
+static long open_max = 1024; /* for closing descriptors without close_range */
 extern char **environ;
 static int wake[2] = {-1, -1};
 
@@ -126,7 +162,7 @@ static void reply(uint32_t id, int32_t how, int32_t value, int delivered,
                   const char *message) {
   uint32_t ok = out ? out->kept : 0, ek = err ? err->kept : 0;
   size_t mlen = message ? strlen(message) : 0;
-  size_t size = 32 + ok + ek + mlen;
+  size_t size = REPLY_HEADER + ok + ek + mlen;
   char *frame = malloc(4 + size);
   if (!frame) _exit(111);
   put32(frame, (uint32_t)size);
@@ -138,9 +174,10 @@ static void reply(uint32_t id, int32_t how, int32_t value, int delivered,
   put32(frame + 24, ek);
   put32(frame + 28, out ? out->total : 0);
   put32(frame + 32, err ? err->total : 0);
-  if (ok) memcpy(frame + 36, out->buf, ok);
-  if (ek) memcpy(frame + 36 + ok, err->buf, ek);
-  if (mlen) memcpy(frame + 36 + ok + ek, message, mlen);
+  char *body = frame + 4 + REPLY_HEADER;
+  if (ok) memcpy(body, out->buf, ok);
+  if (ek) memcpy(body + ok, err->buf, ek);
+  if (mlen) memcpy(body + ok + ek, message, mlen);
   int failed = write_all(1, frame, 4 + size);
   /* The kept output may hold what a program echoed of a password. */
   memset(frame, 0, 4 + size);
@@ -148,8 +185,27 @@ static void reply(uint32_t id, int32_t how, int32_t value, int delivered,
   if (failed) stop_all(0); /* the server is gone */
 }
 
+/* strerror's words for what execve can say: strerror itself may take a
+ * lock or allocate (its locale), which a vfork child must not. */
+static const char *exec_error(int e) {
+  switch (e) {
+  case ENOENT: return "No such file or directory";
+  case E2BIG: return "Argument list too long";
+  case ENOEXEC: return "Exec format error";
+  case ENOMEM: return "Cannot allocate memory";
+  case EACCES: return "Permission denied";
+  case ENOTDIR: return "Not a directory";
+  case EISDIR: return "Is a directory";
+  case EMFILE: return "Too many open files";
+  case ETXTBSY: return "Text file busy";
+  case ELOOP: return "Too many levels of symbolic links";
+  case EPERM: return "Operation not permitted";
+  default: return "Unexpected error";
+  }
+}
+
 static void child_fail(const char *path, int e) {
-  const char *why = strerror(e);
+  const char *why = exec_error(e);
   (void)!write(2, "fd3spawn: cannot run ", 21);
   (void)!write(2, path, strlen(path));
   (void)!write(2, ": ", 2);
@@ -170,6 +226,28 @@ static void free_run(struct run *r) {
   free(r);
 }
 
+/* In the vfork child: set up fds 0 to 3 and the session, exec argv. */
+static void child(pid_t parent, const sigset_t *mask, int in, int out,
+                  int err, char **argv, char **envp) {
+  /* Ignored signals stay ignored across exec, SIGPIPE must not; our
+   * SIGCHLD handler goes too, before signals are let in again. */
+  signal(SIGPIPE, SIG_DFL);
+  signal(SIGCHLD, SIG_DFL);
+  sigprocmask(SIG_SETMASK, mask, 0);
+  /* Die with fd3spawn; if it died already, do not start. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(111);
+  if (setsid() < 0 || dup2(dev_null, 0) < 0 || dup2(out, 1) < 0 ||
+      dup2(err, 2) < 0 || dup2(in, 3) < 0)
+    _exit(111);
+  /* Exactly fds 0 to 3: nothing the server inherited reaches the program. */
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0)
+#endif
+    for (long fd = 4; fd < open_max; fd++) close((int)fd);
+  execve(argv[0], argv, envp);
+  child_fail(argv[0], errno);
+}
+
 /* Start one program; replies at once when it cannot be started. */
 static void start(uint32_t id, uint32_t timeout_ms, uint32_t drain_ms,
                   uint32_t keep,
@@ -179,36 +257,39 @@ static void start(uint32_t id, uint32_t timeout_ms, uint32_t drain_ms,
   if (keep > KEEP_MAX) keep = KEEP_MAX;
   struct run *r = calloc(1, sizeof *r);
   pid_t pid = -1;
+  int why = ENOMEM;
   if (r && !pipe2(in, O_CLOEXEC) && !pipe2(out, O_CLOEXEC) &&
       !pipe2(err, O_CLOEXEC) && (r->out.buf = malloc(keep + 1)) &&
-      (r->err.buf = malloc(keep + 1)))
+      (r->err.buf = malloc(keep + 1))) {
+    /* No handler may run in the child, which shares our memory. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t parent = getpid();
     pid = vfork();
+    if (pid == 0) child(parent, &old, in[0], out[1], err[1], argv, envp);
+    why = errno;
+    sigprocmask(SIG_SETMASK, &old, 0);
+  } else if (errno) {
+    why = errno;
+  }
   if (pid < 0) {
-    const char *why = strerror(errno);
     close_pair(in);
     close_pair(out);
     close_pair(err);
     free_run(r);
-    reply(id, 3, 0, 0, 0, 0, why);
+    reply(id, HOW_SPAWN_FAILED, 0, 0, 0, 0, strerror(why));
     return;
   }
-  if (pid == 0) {
-    /* vfork: only system calls on what the parent prepared, then exec or
-     * _exit. Ignored signals stay ignored across exec; SIGPIPE must not. */
-    signal(SIGPIPE, SIG_DFL);
-    if (setsid() < 0 || dup2(dev_null, 0) < 0 || dup2(out[1], 1) < 0 ||
-        dup2(err[1], 2) < 0 || dup2(in[0], 3) < 0)
-      _exit(111);
-    execve(argv[0], argv, envp);
-    child_fail(argv[0], errno);
-  }
-  close(in[0]);
   close(out[1]);
   close(err[1]);
-  /* At most 512 octets: the pipe takes them without blocking. EPIPE means
-   * the program exited without reading fd 3. */
-  r->delivered = write_all(in[1], payload, payload_len) == 0;
+  /* At most PAYLOAD_MAX octets (request() checks): the pipe takes them
+   * without blocking, and we keep a read end (in[0]), so the write cannot
+   * fail for want of a reader. What the program left unread is counted
+   * when it has exited (reap). */
+  r->written = write_all(in[1], payload, payload_len) == 0;
   close(in[1]);
+  r->fd3 = in[0];
   r->id = id;
   r->pid = pid;
   r->keep = keep;
@@ -245,12 +326,12 @@ static char **with_environ(char **add) {
 
 /* Parse one request frame (size octets at p); 0 when malformed. */
 static int request(char *p, uint32_t size) {
-  if (size < 28) return 0;
+  if (size < REQUEST_HEADER) return 0;
   uint32_t id = get32(p), timeout_ms = get32(p + 4), drain_ms = get32(p + 8);
   uint32_t keep = get32(p + 12), argc = get32(p + 16), envc = get32(p + 20);
   uint32_t plen = get32(p + 24);
-  char *end = p + size, *s = p + 28;
-  if (argc < 1 || argc > 1024 || envc > 4096 || plen > size) return 0;
+  char *end = p + size, *s = p + REQUEST_HEADER;
+  if (argc < 1 || argc > 1024 || envc > 4096 || plen > PAYLOAD_MAX) return 0;
   if ((size_t)(end - s) < plen) return 0;
   char *strings_end = end - plen;
   char **argv = calloc(argc + 1, sizeof *argv);
@@ -270,7 +351,7 @@ static int request(char *p, uint32_t size) {
   char **merged = ok ? with_environ(envp) : 0;
   if (merged) start(id, timeout_ms, drain_ms, keep, argv, merged, strings_end,
                      plen);
-  else if (ok) reply(id, 3, 0, 0, 0, 0, strerror(ENOMEM));
+  else if (ok) reply(id, HOW_SPAWN_FAILED, 0, 0, 0, 0, strerror(ENOMEM));
   free(argv);
   free(envp);
   free(merged);
@@ -309,10 +390,13 @@ static void finish(struct run **link) {
   for (struct stream *st = &r->out; st; st = st == &r->out ? &r->err : 0)
     if (st->fd >= 0) close(st->fd);
   int st = r->status;
-  if (r->timed_out) reply(r->id, 2, 0, 0, &r->out, &r->err, 0);
+  if (r->fd3 >= 0) close(r->fd3);
+  if (r->timed_out) reply(r->id, HOW_TIMEOUT, 0, 0, &r->out, &r->err, 0);
   else if (WIFSIGNALED(st))
-    reply(r->id, 1, WTERMSIG(st), 0, &r->out, &r->err, 0);
-  else reply(r->id, 0, WEXITSTATUS(st), r->delivered, &r->out, &r->err, 0);
+    reply(r->id, HOW_SIGNALED, WTERMSIG(st), 0, &r->out, &r->err, 0);
+  else
+    reply(r->id, HOW_EXITED, WEXITSTATUS(st), r->delivered, &r->out, &r->err,
+          0);
   memset(r->out.buf, 0, r->keep);
   memset(r->err.buf, 0, r->keep);
   free(r->out.buf);
@@ -330,6 +414,12 @@ static void reap(void) {
       if (r->pid != pid) continue;
       r->pid = 0;
       r->status = status;
+      /* Read to the end: nothing of the payload is left in the pipe. */
+      int unread = 0;
+      if (ioctl(r->fd3, FIONREAD, &unread) < 0) unread = 1;
+      r->delivered = r->written && unread == 0;
+      close(r->fd3);
+      r->fd3 = -1;
       /* Whatever it left behind in its group goes too. */
       kill(-pid, SIGKILL);
       r->deadline = now_ms() + r->drain_ms;
@@ -354,6 +444,9 @@ int main(void) {
   int low = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (low >= 0) dev_null = fcntl(low, F_DUPFD_CLOEXEC, 4);
   if (!in || dev_null < 0 || pipe2(wake, O_CLOEXEC | O_NONBLOCK)) return 111;
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+    open_max = (long)lim.rlim_cur;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_child;

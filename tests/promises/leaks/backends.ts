@@ -30,8 +30,9 @@ export function accountsOf(box: Sandbox, key: Key): string {
 }
 
 /**
- * A wrapper around fakeauth that uses, per session (`p$PPID-$port` in stdio
- * mode, else the client port): its own account file (fakeauth's set rewrites the
+ * A wrapper around fakeauth that uses, per session (`p<server pid>-$port` in
+ * stdio mode, the server being the parent of the group leader, else the
+ * client port): its own account file (fakeauth's set rewrites the
  * file without a lock, so concurrent sets on one file lose updates) and a
  * forced behaviour (noread cannot be chosen by user name: the name is on
  * fd 3). Written again here rather than shared: test files may not import
@@ -44,11 +45,16 @@ export async function writeWrapper(box: Sandbox): Promise<string> {
     wrapper,
     `#!/bin/sh
 port=\${TCPREMOTEPORT:-none}
-for k in "p$PPID-$port" "$port"; do
+# The server process: the parent of our group's leader (the shim or fd3exec
+# leads it and waits for us), as fakeauth's ledger has it.
+group=\$(echo \$(cut -d')' -f2- /proc/$$/stat) | cut -d' ' -f3)
+starter=\$(cut -d')' -f2- /proc/"$group"/stat 2>/dev/null | cut -d' ' -f3)
+[ -n "$starter" ] || starter=$PPID
+for k in "p$starter-$port" "$port"; do
   a='${box.dir}/accounts-'$k
   [ -f "$a" ] && FAKEAUTH_ACCOUNTS=$a && export FAKEAUTH_ACCOUNTS && break
 done
-b=$(grep -E "^(p$PPID-$port|$port) $1 " '${box.dir}/force' | cut -d' ' -f3)
+b=$(grep -E "^(p$starter-$port|$port) $1 " '${box.dir}/force' | cut -d' ' -f3)
 [ -n "$b" ] && FAKEAUTH_BEHAVE=$b && export FAKEAUTH_BEHAVE
 exec '${FAKEAUTH}' "$@"
 `,

@@ -7,7 +7,11 @@
 
 import assert from "node:assert/strict";
 import type { Outcome } from "../../../lib/stores/backend.ts";
-import { runChild } from "../../../lib/stores/programs/child.ts";
+import {
+  programBackend,
+  runProgram,
+} from "../../../lib/stores/programs/programs.ts";
+import type { StarterChoice } from "../../../lib/stores/programs/starter.ts";
 import { fakeBackend, testPeer, TIMEOUT } from "../../support/backend.ts";
 import { bytes, checkPayload } from "../../support/bytes.ts";
 import { alive, groupMembers, waitUntil } from "../../support/procs.ts";
@@ -23,15 +27,14 @@ const PROBE = new URL("../../support/fixtures/flood_probe.ts", import.meta.url)
  */
 async function flood(launch: Launcher) {
   await using box = await Sandbox.create([["flood-user", "pw"]]);
-  const args = {
-    fakeauth: FAKEAUTH,
-    env: box.env(),
-    ...(launch.options.helper === undefined
-      ? {}
-      : { helper: launch.options.helper }),
-    // The launcher's own spawner belongs to this process: the probe starts one.
-    ...(launch.name === "fd3spawn" ? { spawner: launch.flags[1] } : {}),
-  };
+  // The launcher's starter belongs to this process: the probe opens its own.
+  const path = launch.flags[1] ?? "";
+  const starter: StarterChoice = launch.name === "fd3spawn"
+    ? { kind: "fd3spawn", path }
+    : launch.name === "fd3exec"
+    ? { kind: "fd3exec", path }
+    : { kind: "shim" };
+  const args = { fakeauth: FAKEAUTH, env: box.env(), starter };
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", PROBE, JSON.stringify(args)],
     stdout: "piped",
@@ -51,12 +54,11 @@ forEachLauncher(
   async (launch) => {
     await using box = await Sandbox.create();
     const started = performance.now();
-    const result = await runChild({
+    const result = await runProgram(launch.starter, {
       argv: [FAKEAUTH, "check"],
       payload: checkPayload("hang-user", "pw"),
       timeoutMs: 300,
       env: box.env(),
-      ...launch.options,
     });
     const elapsed = performance.now() - started;
     assert.deepEqual(result, { kind: "timeout", ms: 300 });
@@ -79,7 +81,7 @@ forEachLauncher(
   async (launch) => {
     await using box = await Sandbox.create([["grand-user", "pw"]]);
     const started = performance.now();
-    const outcome = await fakeBackend(TIMEOUT, launch.options).check(
+    const outcome = await fakeBackend(TIMEOUT, launch.starter).check(
       bytes("grand-user"),
       bytes("pw"),
       testPeer(box).peer,
@@ -142,7 +144,7 @@ forEachLauncher(
     };
     globalThis.addEventListener("unhandledrejection", onUnhandled);
     try {
-      const b = fakeBackend(TIMEOUT, launch.options);
+      const b = fakeBackend(TIMEOUT, launch.starter);
       for (let i = 0; i < 10; i++) {
         const p = testPeer(box, { FAKEAUTH_BEHAVE: "noread" }).peer;
         const outcome = await b.check(
@@ -164,22 +166,26 @@ forEachLauncher(
 );
 
 forEachLauncher(
-  "a child leads its own session and process group, and reads fd 3",
+  "a child runs in a new session and process group led by it or its starter, and reads fd 3",
   async (launch) => {
     const lines: string[] = [];
-    // Fields 1, 5 and 6 of /proc/PID/stat: pid, process group, session.
-    const script = "cut -d' ' -f1,5,6 /proc/$$/stat; od -An -c <&3 | tr -s ' '";
-    const result = await runChild({
+    // Fields 1, 4, 5 and 6 of /proc/PID/stat: pid, parent, group, session.
+    const script =
+      "cut -d' ' -f1,4,5,6 /proc/$$/stat; od -An -c <&3 | tr -s ' '";
+    const result = await runProgram(launch.starter, {
       argv: ["/bin/sh", "-c", script],
       payload: bytes("u", 0, "p", 0),
       timeoutMs: TIMEOUT,
       onOutput: (_stream, line) => lines.push(line),
-      ...launch.options,
     });
     assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
-    const [pid, group, session] = lines[0]!.split(" ");
+    const [pid, parent, group, session] = lines[0]!.split(" ");
     assert.ok(Number(pid) > 0, lines[0]);
-    assert.deepEqual([group, session], [pid, pid]);
+    assert.equal(group, session);
+    // fd3spawn execs the program in the child it made the leader; the shim
+    // and fd3exec lead the group themselves and wait for the program.
+    const leader = launch.name === "fd3spawn" ? pid : parent;
+    assert.equal(group, leader, lines[0]);
     assert.equal(lines[1], " u \\0 p \\0");
     assert.notEqual(Number(pid), Deno.pid);
   },
@@ -190,12 +196,11 @@ forEachLauncher(
   async (launch) => {
     await using box = await Sandbox.create([["noise-user", "pw"]]);
     const lines: [string, string][] = [];
-    const result = await runChild({
+    const result = await runProgram(launch.starter, {
       argv: [FAKEAUTH, "check"],
       payload: checkPayload("noise-user", "pw"),
       timeoutMs: TIMEOUT,
       env: box.env(),
-      ...launch.options,
       onOutput: (stream, line) => lines.push([stream, line]),
     });
     assert.deepEqual(result, { kind: "exited", code: 0, delivered: true });
@@ -220,7 +225,7 @@ forEachLauncher(
         async () => {
           await using box = await Sandbox.create([["echo-user", old!]]);
           const { peer: p, log } = testPeer(box);
-          const b = fakeBackend(TIMEOUT, launch.options);
+          const b = fakeBackend(TIMEOUT, launch.starter);
           const outcome = mode === "check"
             ? await b.check(bytes("echo-user"), bytes(old!), p)
             : await b.change(
@@ -241,3 +246,69 @@ forEachLauncher(
     }
   },
 );
+
+forEachLauncher(
+  "an exit 0 counts only when the first program read fd 3 to its end",
+  async (launch, t) => {
+    // The check payload of "user" and "pw-123" is 14 octets.
+    const rows: [string, readonly string[], Outcome["kind"]][] = [
+      [
+        "exits 0 after a delay without reading",
+        sh("sleep 0.3; exit 0"),
+        "temporary",
+      ],
+      ["is /bin/true", ["/bin/true"], "temporary"],
+      [
+        "reads half, then exits 0",
+        sh("head -c 7 <&3 >/dev/null; sleep 0.3; exit 0"),
+        "temporary",
+      ],
+      [
+        "reads all but the last octet",
+        sh("head -c 13 <&3 >/dev/null; exit 0"),
+        "temporary",
+      ],
+      [
+        "reads all after a delay, then exits 0",
+        sh("sleep 0.3; cat <&3 >/dev/null; exit 0"),
+        "ok",
+      ],
+      ["exits 1 without reading", sh("exit 1"), "rejected"],
+    ];
+    for (const [name, argv, expected] of rows) {
+      await t.step(`a program that ${name}: ${expected}`, async () => {
+        const log: string[] = [];
+        const backend = programBackend({
+          checkArgv: argv,
+          setArgv: argv,
+          childTimeoutMs: TIMEOUT,
+          starter: launch.starter,
+        });
+        const peer = {
+          remoteIp: "127.0.0.1",
+          env: {},
+          log: (m: string) => log.push(m),
+        };
+        const outcome = await backend.check(
+          bytes("user"),
+          bytes("pw-123"),
+          peer,
+        );
+        assert.equal(outcome.kind, expected, JSON.stringify(outcome));
+        if (expected === "temporary") {
+          // fd3spawn reports it; the shim and fd3exec exit 111 and say why.
+          const said = outcome.kind === "temporary" &&
+              outcome.reason === "exit 0 without reading fd 3" ||
+            log.some((l) =>
+              l.endsWith("exited 0 without reading fd 3 to its end")
+            );
+          assert.ok(said, `${JSON.stringify(outcome)} ${log.join("\n")}`);
+        }
+      });
+    }
+  },
+);
+
+function sh(script: string): string[] {
+  return ["/bin/sh", "-c", script];
+}

@@ -1,12 +1,14 @@
 /**
- * `runChild` and `programBackend` against the real fakeauth: exact fd-3
+ * `runProgram` and `programBackend` against the real fakeauth: exact fd-3
  * octets and argv, exit-status mapping, the 512-octet payload cap.
  */
 
 import assert from "node:assert/strict";
 import type { Outcome } from "../../../lib/stores/backend.ts";
-import { runChild } from "../../../lib/stores/programs/child.ts";
-import { programBackend } from "../../../lib/stores/programs/programs.ts";
+import {
+  programBackend,
+  runProgram,
+} from "../../../lib/stores/programs/programs.ts";
 import { passwordOf } from "../../support/accounts.ts";
 import { fakeBackend, testPeer, TIMEOUT } from "../../support/backend.ts";
 import {
@@ -38,7 +40,7 @@ forEachLauncher(
           const next = bytes(" new ", old, " ü ");
           await using box = await Sandbox.create([[user, old]]);
           const { peer: p } = testPeer(box);
-          const b = fakeBackend(TIMEOUT, launch.options);
+          const b = fakeBackend(TIMEOUT, launch.starter);
           assert.deepEqual(await b.check(bytes(user), bytes(old), p), {
             kind: "ok",
           });
@@ -68,16 +70,15 @@ forEachLauncher(
 );
 
 forEachLauncher(
-  "runChild passes argv and the environment verbatim",
+  "runProgram passes argv and the environment verbatim",
   async (launch) => {
     await using box = await Sandbox.create();
     const args = ["set", " spaced arg ", "ünï", "-x", ""];
-    const result = await runChild({
+    const result = await runProgram(launch.starter, {
       argv: [FAKEAUTH, ...args],
       payload: bytes("e2-argv", 0, "pw", 0, 0, "n", 0),
       timeoutMs: TIMEOUT,
       env: box.env({ FAKEAUTH_TAG: "tag with spaces" }),
-      ...launch.options,
     });
     assert.deepEqual(result, { kind: "exited", code: 2, delivered: true });
     const [entry] = await box.ledger();
@@ -106,7 +107,7 @@ forEachLauncher(
         await using box = await Sandbox.create(
           user === "nobody" ? [["okay", "right-pw"]] : [[user, "right-pw"]],
         );
-        const outcome = await fakeBackend(TIMEOUT, launch.options).check(
+        const outcome = await fakeBackend(TIMEOUT, launch.starter).check(
           bytes(user),
           bytes(old),
           testPeer(box).peer,
@@ -131,7 +132,7 @@ forEachLauncher(
           checkArgv: [`${box.dir}/${file}`],
           setArgv: [FAKEAUTH, "set"],
           childTimeoutMs: TIMEOUT,
-          ...launch.options,
+          starter: launch.starter,
         });
         const { peer, log } = testPeer(box);
         const outcome = await b.check(bytes("u"), bytes("pw-Zq9"), peer);
@@ -170,7 +171,7 @@ forEachLauncher(
         }`,
         async () => {
           await using box = await Sandbox.create([[user, old]]);
-          const b = fakeBackend(TIMEOUT, launch.options);
+          const b = fakeBackend(TIMEOUT, launch.starter);
           const { peer: p } = testPeer(box);
           const outcome = mode === "check"
             ? await b.check(bytes(user), bytes(old), p)
