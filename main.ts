@@ -221,6 +221,11 @@ async function checkConfig(
         warnings.push(message.slice(WARNING.length));
       } else log(message);
     }, starter);
+    if (config.backend.kind === "passwdFile") {
+      // The store reads the file at the first check, not at startup.
+      const { passwdFileWarnings } = await loadPasswdFileStore();
+      warnings.push(...await passwdFileWarnings(config.backend.path));
+    }
     for (const warning of warnings) log(`warning: ${warning}`);
     log(
       `check-config: the settings are valid (${mode.kind} mode, ${
@@ -351,7 +356,7 @@ async function createBackend(
   // `pass` (a probe, a `quit`) pays for neither the hash code nor the file.
   let loaded: Promise<Backend> | undefined;
   const load = () =>
-    loaded ??= import("./lib/stores/passwdfile/backend.ts").then((module) =>
+    loaded ??= loadPasswdFileStore().then((module) =>
       module.createPasswdFileBackend({
         path: backend.path,
         scheme: backend.scheme,
@@ -408,6 +413,11 @@ async function startupFailure(
 function print(text: string): number {
   console.log(text);
   return EXIT.ok;
+}
+
+/** The passwd-file store's module, loaded on first use (one import for the bundle to embed). */
+function loadPasswdFileStore() {
+  return import("./lib/stores/passwdfile/backend.ts");
 }
 
 if (import.meta.main) {

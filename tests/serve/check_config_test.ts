@@ -46,7 +46,7 @@ Deno.test("--check-config prints every warning and exits 0 for valid settings, 1
     assert.equal(stdout, "");
     assert.match(
       log,
-      /^qmail-poppass\[\d+\]: check-config: the settings are valid \(stdio mode, fd-3 shim \/bin\/sh\); 0 warnings\n$/,
+      /^qmail-poppass\[\d+\]: check-config: the settings are valid \(stdio mode, fd-3 shim \/bin\/(ba)?sh\); 0 warnings\n$/,
     );
   });
   await t.step("a chain ending in true: the warning, exit 0", async () => {

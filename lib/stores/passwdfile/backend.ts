@@ -91,6 +91,26 @@ function profiler(fileSize: number) {
   };
 }
 
+/** The line that warns about clear-text passwords, or undefined. */
+function clearTextWarning(path: string, clear: number): string | undefined {
+  return clear > 0
+    ? `${path}: ${clear} users have clear-text passwords`
+    : undefined;
+}
+
+/**
+ * What `--check-config` says about the file: the warnings a first check
+ * would log. Scans the whole file once (a check does the same).
+ */
+export async function passwdFileWarnings(path: string): Promise<string[]> {
+  const info = await Deno.stat(path);
+  const tally = profiler(info.size);
+  // ":" never occurs in a user field, so no line matches: only the tally runs.
+  const scan = await scanForUser(path, new Uint8Array([0x3a]), tally.field);
+  const warning = clearTextWarning(path, tally.result(scan.identity).clear);
+  return warning === undefined ? [] : [warning];
+}
+
 /**
  * Make a {@link Backend} over a passwd-file. Nothing is read here: the
  * file is scanned for one user's line at each `pass` (see ./scan.ts), so
@@ -140,11 +160,10 @@ export function createPasswdFileBackend(
       if (stale) {
         const result = tally.result(scan.identity);
         profile = result;
-        if (result.clear > 0 && !warnedClear) {
+        const warning = clearTextWarning(path, result.clear);
+        if (warning !== undefined && !warnedClear) {
           warnedClear = true;
-          log(
-            `warning: ${path}: ${result.clear} users have clear-text passwords`,
-          );
+          log(`warning: ${warning}`);
         }
       }
     } catch (error) {
