@@ -1,6 +1,6 @@
 /**
  * The Debian launcher (packaging/deb/launcher.sh) with an SQL URL: it must
- * add --allow-net, write access to a unix socket or an SQLite file's
+ * add --allow-net, --allow-ffi (hash workers), write access to a unix socket or an SQLite file's
  * folder. Run with `echo` in place of the runtime, so
  * the test reads the exact command line it would exec.
  */
@@ -51,7 +51,7 @@ Deno.test("launcher: an SQL URL adds --allow-net and the socket or folder to wri
     [
       ["--sql-url", "postgresql://mail@/postfix?host=/run/postgresql", "h"],
       {},
-      `${BASE} --allow-net --allow-write=/run/postgresql/.s.PGSQL.5432 PROGRAM --sql-url postgresql://mail@/postfix?host=/run/postgresql h`,
+      `${BASE} --allow-net --allow-ffi --allow-write=/run/postgresql/.s.PGSQL.5432 PROGRAM --sql-url postgresql://mail@/postfix?host=/run/postgresql h`,
     ],
     [
       [
@@ -59,12 +59,12 @@ Deno.test("launcher: an SQL URL adds --allow-net and the socket or folder to wri
         "h",
       ],
       {},
-      `${BASE} --allow-net --allow-write=/run/pg/.s.PGSQL.5433 PROGRAM --sql-url=postgresql://mail@/postfix?sslmode=disable&host=/run/pg&port=5433 h`,
+      `${BASE} --allow-net --allow-ffi --allow-write=/run/pg/.s.PGSQL.5433 PROGRAM --sql-url=postgresql://mail@/postfix?sslmode=disable&host=/run/pg&port=5433 h`,
     ],
     [
       ["--sql-url", "postgresql://mail:pw@db.example:5433/postfix", "h"],
       {},
-      `${BASE} --allow-net PROGRAM --sql-url postgresql://mail:pw@db.example:5433/postfix h`,
+      `${BASE} --allow-net --allow-ffi PROGRAM --sql-url postgresql://mail:pw@db.example:5433/postfix h`,
     ],
     [
       ["h"],
@@ -72,22 +72,22 @@ Deno.test("launcher: an SQL URL adds --allow-net and the socket or folder to wri
         POPPASS_SQL_URL:
           "mysql://mail@localhost/postfix?socket=/run/mysqld/mysqld.sock",
       },
-      `${BASE} --allow-net --allow-write=/run/mysqld/mysqld.sock PROGRAM h`,
+      `${BASE} --allow-net --allow-ffi --allow-write=/run/mysqld/mysqld.sock PROGRAM h`,
     ],
     [
       ["--sql-url", "sqlite:///var/lib/mail/users.sqlite", "h"],
       {},
-      `${BASE} --allow-net --allow-write=/var/lib/mail PROGRAM --sql-url sqlite:///var/lib/mail/users.sqlite h`,
+      `${BASE} --allow-net --allow-ffi --allow-write=/var/lib/mail PROGRAM --sql-url sqlite:///var/lib/mail/users.sqlite h`,
     ],
     [
       ["--sql-url-file", "DIR/url", "h"],
       { URL_FILE_TEXT: "  postgresql://mail@/postfix?host=/srv/pg  \n" },
-      `${BASE} --allow-net --allow-write=/srv/pg/.s.PGSQL.5432 PROGRAM --sql-url-file DIR/url h`,
+      `${BASE} --allow-net --allow-ffi --allow-write=/srv/pg/.s.PGSQL.5432 PROGRAM --sql-url-file DIR/url h`,
     ],
     [
       ["--listen", "127.0.0.1:106", "h"],
       { POPPASS_SQL_URL_FILE: "DIR/url", URL_FILE_TEXT: "mysql://m:p@db/x\n" },
-      `${BASE} --allow-net --v8-flags=--max-old-space-size=64 PROGRAM --listen 127.0.0.1:106 h`,
+      `${BASE} --allow-net --v8-flags=--max-old-space-size=64 --allow-ffi PROGRAM --listen 127.0.0.1:106 h`,
     ],
   ];
   for (const [args, env, want] of table) {
