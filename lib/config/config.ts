@@ -24,6 +24,12 @@ import {
   UsageError,
 } from "./options.ts";
 import { splitCommand } from "./words.ts";
+import {
+  DEFAULT_SCHEME,
+  WRITE_SCHEMES,
+  type WriteScheme,
+  writeScheme,
+} from "../hash/names.ts";
 import { type Network, parseNetworks } from "../serve/cidr.ts";
 import { type PamConfig, parsePamConfig } from "../stores/pam/config.ts";
 import { executableState } from "../common/executable.ts";
@@ -82,7 +88,7 @@ const STORE_OPTIONS: readonly (readonly string[])[] = [
 ];
 
 /** Hash schemes the passwd-file back end can write. */
-export type PasswdScheme = "ARGON2ID" | "SHA512-CRYPT" | "BLF-CRYPT";
+export type PasswdScheme = WriteScheme;
 
 /** stdio (one session on fd 0/1) or listen (many sessions in one process). */
 export type ModeConfig =
@@ -299,7 +305,7 @@ function parseBackend(
     return {
       kind: "passwdFile",
       path: passwdFile,
-      scheme: parseScheme(get("passwd-scheme") ?? "ARGON2ID"),
+      scheme: parseScheme(get("passwd-scheme") ?? DEFAULT_SCHEME),
       minPasswordLength: parseCount(
         "min-password-length",
         get("min-password-length") ?? String(MIN_PASSWORD_LENGTH),
@@ -363,25 +369,21 @@ function parseBackend(
 /** --passwd-scheme and --min-password-length, for the built-in stores. */
 function policy(get: (name: string) => string | undefined) {
   return {
-    scheme: parseScheme(get("passwd-scheme") ?? "ARGON2ID"),
+    scheme: parseScheme(get("passwd-scheme") ?? DEFAULT_SCHEME),
     minPasswordLength: parseCount(
       "min-password-length",
-      get("min-password-length") ?? "8",
+      get("min-password-length") ?? String(MIN_PASSWORD_LENGTH),
       1,
-      512,
+      PAYLOAD_MAX,
     ),
   };
 }
 
 function parseScheme(text: string): PasswdScheme {
-  const upper = text.toUpperCase();
-  if (
-    upper === "ARGON2ID" || upper === "SHA512-CRYPT" || upper === "BLF-CRYPT"
-  ) return upper;
+  const scheme = writeScheme(text);
+  if (scheme) return scheme;
   throw new UsageError(
-    `--passwd-scheme: expected ARGON2ID, SHA512-CRYPT or BLF-CRYPT, got ${
-      quote(text)
-    }`,
+    `--passwd-scheme: expected ${WRITE_SCHEMES.join(", ")}, got ${quote(text)}`,
   );
 }
 

@@ -29,14 +29,10 @@ import {
 import { nativeArgon2, nativeCrypt } from "./native.ts";
 import { parseShaCrypt, shaCrypt } from "./shacrypt.ts";
 
-/** The schemes we write new hashes in (Dovecot names), for option parsing. */
-export const WRITE_SCHEMES = ["ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT"] as const;
+import { DEFAULT_SCHEME, WRITE_SCHEMES, type WriteScheme } from "./names.ts";
 
-/** A scheme we write new hashes in. */
-export type WriteScheme = typeof WRITE_SCHEMES[number];
-
-/** The scheme for new hashes unless configured otherwise: the strongest one. */
-export const DEFAULT_SCHEME: WriteScheme = "ARGON2ID";
+export { DEFAULT_SCHEME, WRITE_SCHEMES };
+export type { WriteScheme };
 
 /** What comparing a password with a stored field came to. */
 export type Verdict =
