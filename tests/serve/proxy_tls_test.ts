@@ -377,3 +377,37 @@ Deno.test("behind HAProxy (send-proxy-v2, TLS passed through): full changes on a
     [],
   );
 });
+
+Deno.test("behind HAProxy with a greeting check over TLS (check-ssl): UP, checks not logged", async () => {
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "server");
+  await using server = await Server.start({
+    options: [...tlsOptions(cert), ...TRUSTED, ...QUICK],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  // The check sends a v2 LOCAL header, does TLS, reads the greeting, leaves.
+  await using haproxy = await Haproxy.start({
+    dir: scratch.dir,
+    backends: [{ name: "a", port: server.port() }],
+    check: "tlsGreeting",
+  });
+  await haproxy.waitForStates({ a: "UP" });
+  const started = performance.now();
+  {
+    await using c = await ProxyTlsClient.connect({
+      port: haproxy.port,
+      ca: cert.pem,
+      source: "127.0.0.3",
+    });
+    assert.equal(await c.line(), GREETING);
+    assert.equal(await c.ask("quit"), R.bye);
+  }
+  await server.waitForLog(/session end: quit/);
+  await until(
+    () => performance.now() - started >= 1_500 ? true : undefined,
+    3_000,
+    "health checks to run",
+  );
+  assert.deepEqual(tail(server, 1), ["ip=127.0.0.3: session end: quit"]);
+});
