@@ -21,6 +21,7 @@ import {
 } from "../support/listen_fixtures.ts";
 import { Server } from "../support/listen_server.ts";
 import { pool, until, within } from "../support/listen_time.ts";
+import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import {
   ProxyTlsClient,
@@ -108,6 +109,23 @@ Deno.test("a v2 header in clear, then TLS: the header's client in the log and fo
       }
     },
   );
+
+  await t.step("the header and the ClientHello in one write", async () => {
+    const from = server.logs.length;
+    {
+      await using c = await ProxyTlsClient.connect({
+        port,
+        ca: cert.pem,
+        header: v2Header("192.0.2.10", 4343, "192.0.2.1", 106),
+        coalesce: true,
+      });
+      assert.equal(await c.line(), GREETING);
+      assert.equal(await c.ask("quit"), R.bye);
+      assert.equal(await c.rest(), "");
+    }
+    await server.waitForLog(/session end: quit/, 5_000, from);
+    assert.deepEqual(tail(server, from), ["ip=192.0.2.10: session end: quit"]);
+  });
 
   await t.step(
     "v2 LOCAL keeps the socket's own address; silent checks are not logged",
@@ -410,4 +428,102 @@ Deno.test("behind HAProxy with a greeting check over TLS (check-ssl): UP, checks
     "health checks to run",
   );
   assert.deepEqual(tail(server, 1), ["ip=127.0.0.3: session end: quit"]);
+});
+
+Deno.test("silent after the header: dropped at the TLS handshake deadline, descriptors released", async () => {
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "server");
+  await using server = await Server.start({
+    options: [...tlsOptions(cert), ...TRUSTED, "--max-per-ip", "0"],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  {
+    // Warm up the TLS code, so the baseline holds what it keeps open.
+    await using c = await ProxyTlsClient.connect({
+      port,
+      ca: cert.pem,
+      header: v2Header("192.0.2.20", 1, "127.0.0.1", port),
+    });
+    assert.equal(await c.line(), GREETING);
+  }
+  await server.waitForLog(/session end/);
+  const baseline = fdCount(server.pid);
+  const silent = [];
+  try {
+    for (let i = 0; i < 20; i++) {
+      const socket = await rawSocket("127.0.0.1", port);
+      socket.write(v2Header(`192.0.2.${30 + i}`, 1000 + i, "127.0.0.1", port));
+      silent.push(socket);
+    }
+    const during = await until(
+      () =>
+        fdCount(server.pid) >= baseline + 20 ? fdCount(server.pid) : undefined,
+      5_000,
+      "20 more descriptors",
+    );
+    const started = performance.now();
+    await within(
+      Promise.all(silent.map((s) => closedBy(s))),
+      20_000,
+      "every silent connection closed by the server",
+    );
+    const ms = performance.now() - started;
+    // 10 s from the header (TLS_HANDSHAKE_MS), not 5 s (PROXY_HEADER_MS).
+    assert.ok(ms >= 8_000 && ms < 14_000, `closed after ${ms} ms`);
+    const after = await until(
+      () => fdCount(server.pid) <= baseline ? fdCount(server.pid) : undefined,
+      5_000,
+      `descriptors back to ${baseline}`,
+    );
+    console.log(
+      `silent after the PROXY header: fds ${baseline} before, ${during} while connected, ${after} after the drop at ${
+        (ms / 1000).toFixed(1)
+      } s`,
+    );
+  } finally {
+    for (const socket of silent) socket.destroy();
+  }
+  // The handshake failures are logged under the headers' addresses.
+  assert.equal(
+    server.grep(/TLS handshake failed from 192\.0\.2\.\d+: /).length,
+    20,
+  );
+});
+
+Deno.test("at most --max-sessions PROXY headers are awaited at once before TLS", async () => {
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "server");
+  await using server = await Server.start({
+    options: [...tlsOptions(cert), ...TRUSTED, "--max-sessions", "1"],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  const slow = await rawSocket("127.0.0.1", port);
+  try {
+    slow.write("PROXY ");
+    await until(
+      async () => {
+        const next = await rawSocket("127.0.0.1", port);
+        try {
+          await closedBy(next);
+        } finally {
+          next.destroy();
+        }
+        return server.grep(/PROXY headers awaited/).length > 0
+          ? true
+          : undefined;
+      },
+      15_000,
+      "a refused second header",
+    );
+    assert.match(
+      server.grep(/PROXY headers awaited/)[0]!,
+      / ip=127\.0\.0\.1: limit reached: 1 PROXY headers awaited, connection closed$/,
+    );
+  } finally {
+    slow.destroy();
+  }
 });

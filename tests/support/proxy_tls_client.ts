@@ -8,6 +8,7 @@
  */
 
 import net from "node:net";
+import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { within } from "./listen_time.ts";
 
@@ -20,6 +21,11 @@ export interface TlsTarget {
   readonly source?: string;
   /** Octets written before the TLS handshake (a PROXY header). */
   readonly header?: Uint8Array;
+  /**
+   * Send the header and the ClientHello in one write, so the server reads
+   * the start of the handshake together with the header.
+   */
+  readonly coalesce?: boolean;
 }
 
 /** A PROXY protocol v2 `PROXY` header for TCP over IPv4. */
@@ -69,6 +75,33 @@ export async function rawSocket(
   return socket;
 }
 
+/** `raw` as a stream whose first write is prefixed with `header`. */
+function prefixed(raw: net.Socket, header: Uint8Array): Duplex {
+  let first = true;
+  const stream: Duplex = new Duplex({
+    read: () => void raw.resume(),
+    write: (chunk: Uint8Array, _encoding, done) => {
+      const out = first ? new Uint8Array([...header, ...chunk]) : chunk;
+      first = false;
+      raw.write(out, done);
+    },
+    final: (done) => {
+      raw.end();
+      done();
+    },
+    destroy: (error, done) => {
+      raw.destroy();
+      done(error);
+    },
+  });
+  raw.on("data", (chunk: Uint8Array) => {
+    if (!stream.push(chunk)) raw.pause();
+  });
+  raw.on("end", () => stream.push(null));
+  raw.on("close", () => stream.destroy());
+  return stream;
+}
+
 /** One TLS connection after an optional clear-text header. */
 export class ProxyTlsClient implements AsyncDisposable {
   readonly #raw: net.Socket;
@@ -114,9 +147,10 @@ export class ProxyTlsClient implements AsyncDisposable {
     ms = 10_000,
   ): Promise<ProxyTlsClient> {
     const raw = await rawSocket(target.source ?? "127.0.0.1", target.port);
-    if (target.header) raw.write(target.header);
+    const header = target.header;
+    if (header && !target.coalesce) raw.write(header);
     const socket = tls.connect({
-      socket: raw,
+      socket: header && target.coalesce ? prefixed(raw, header) : raw,
       ca: target.ca,
       servername: "localhost",
     });
