@@ -341,7 +341,11 @@ export async function listenTls(
             server.emit("connection", raw);
           } else raw.destroy();
         },
-      );
+      ).catch((error) => {
+        // Never an unhandled rejection (it would end the process).
+        onError(`PROXY header before TLS: ${(error as Error).message}`);
+        raw.destroy();
+      });
     });
   } else {
     server.on("connection", (raw: Socket) => {

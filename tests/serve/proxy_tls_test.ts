@@ -527,3 +527,36 @@ Deno.test("at most --max-sessions PROXY headers are awaited at once before TLS",
     slow.destroy();
   }
 });
+
+Deno.test("--max-per-ip counts sessions by the header's source over TLS", async () => {
+  await using scratch = await Scratch.create();
+  const cert = await makeCert(scratch, "server");
+  await using server = await Server.start({
+    options: [...tlsOptions(cert), ...TRUSTED, ...QUICK, "--max-per-ip", "1"],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  const from = (ip: string, sport: number) =>
+    ProxyTlsClient.connect({
+      port,
+      ca: cert.pem,
+      header: v2Header(ip, sport, "127.0.0.1", port),
+    });
+  await using first = await from("127.0.0.2", 1);
+  assert.equal(await first.line(), GREETING);
+  {
+    await using second = await from("127.0.0.2", 2);
+    assert.equal(await second.rest(), R.tooMany);
+  }
+  {
+    await using other = await from("127.0.0.3", 3);
+    assert.equal(await other.line(), GREETING);
+    assert.equal(await other.ask("quit"), R.bye);
+  }
+  await server.waitForLog(/ ip=127\.0\.0\.3: session end: quit/);
+  assert.deepEqual(tail(server, 1), [
+    "ip=127.0.0.2: limit reached: max-per-ip 1, connection refused",
+    "ip=127.0.0.3: session end: quit",
+  ]);
+});
