@@ -252,11 +252,18 @@ function backendText(config: Config, starter: Starter | undefined): string {
   return starter?.name ?? "";
 }
 
-/** The trusted PROXY-protocol senders, for the startup line. */
+/**
+ * The trusted PROXY-protocol senders, for the startup line; with TLS the
+ * header is read in clear before the handshake.
+ */
 function proxyText(config: Config): string {
-  return config.proxy
-    ? `; proxy-protocol from ${config.proxy.map(formatNetwork).join(",")}`
+  if (!config.proxy) return "";
+  const tls = config.mode.kind === "listen" && config.mode.tls
+    ? " (header before TLS)"
     : "";
+  return `; proxy-protocol from ${
+    config.proxy.map(formatNetwork).join(",")
+  }${tls}`;
 }
 
 /** The external programs, or a built-in store (passwd-file, PAM, LDAP, SQL). */

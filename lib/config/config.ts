@@ -153,7 +153,7 @@ export function parseInvocation(
   const backend = parseBackend(get, chain, env, probe, warnings, mode.kind, [
     ...options.keys(),
   ]);
-  const proxy = parseProxy(get("proxy-protocol"), mode);
+  const proxy = parseProxy(get("proxy-protocol"));
   return {
     kind: options.has("check-config") ? "check" : "run",
     config: {
@@ -167,18 +167,8 @@ export function parseInvocation(
   };
 }
 
-function parseProxy(
-  text: string | undefined,
-  mode: ModeConfig,
-): Network[] | undefined {
+function parseProxy(text: string | undefined): Network[] | undefined {
   if (text === undefined) return undefined;
-  if (mode.kind === "listen" && mode.tls) {
-    // HAProxy in TCP mode sends the header before the TLS handshake; we
-    // read it after. Terminate TLS on the balancer instead (README).
-    throw new UsageError(
-      "--proxy-protocol cannot be combined with --tls-cert: let the balancer terminate TLS",
-    );
-  }
   try {
     return parseNetworks(text);
   } catch (error) {

@@ -1,7 +1,8 @@
 /**
  * IPv4 and IPv6 addresses and networks (`192.0.2.0/24`, `2001:db8::/32`,
- * or a bare address for one host), for `--proxy-protocol`: which peers are
- * trusted to tell us the real client. Pure: no `Deno.*`.
+ * or a bare address for one host), for `--proxy-protocol` (which peers are
+ * trusted to tell us the real client) and the per-IP address groups
+ * (./peers.ts). Pure: no `Deno.*`.
  *
  * @module
  */
@@ -137,7 +138,8 @@ export function formatNetwork(network: Network): string {
   return `${formatIp(network.octets, false)}/${network.prefix}`;
 }
 
-function masked(octets: Uint8Array, prefix: number): Uint8Array {
+/** The first `prefix` bits of `octets`, the rest zero. */
+export function masked(octets: Uint8Array, prefix: number): Uint8Array {
   const out = new Uint8Array(octets.length);
   for (let i = 0; i < octets.length; i++) {
     const keep = Math.max(0, Math.min(8, prefix - 8 * i));

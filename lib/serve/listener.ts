@@ -26,7 +26,7 @@ import {
   type Transport,
 } from "./transports.ts";
 import type { Network } from "./cidr.ts";
-import { type MaybeQuiet, proxyGate, quieted } from "./proxied.ts";
+import { type MaybeQuiet, proxyGate, quieted, tlsProxy } from "./proxied.ts";
 
 /** Settings for `serve`. */
 export interface ServeOptions {
@@ -38,8 +38,8 @@ export interface ServeOptions {
   readonly limits: Limits;
   readonly sink: LogSink;
   /**
-   * `--proxy-protocol`: peers that must open with a PROXY header; plain
-   * listeners only (the balancer sends it before TLS; config refuses both).
+   * `--proxy-protocol`: peers that must open with a PROXY header. On a TLS
+   * listener the header comes in clear before the handshake.
    */
   readonly proxy?: readonly Network[];
 }
@@ -181,6 +181,11 @@ export async function serve(options: ServeOptions): Promise<Server> {
   const accept = options.proxy
     ? proxyGate(options.proxy, sink, limits.maxSessions, admit)
     : admit;
+  // With TLS it is read from the raw socket, and the handshake caps count
+  // the header's source address.
+  const front = options.proxy
+    ? tlsProxy(options.proxy, sink, limits.maxSessions)
+    : undefined;
   const transports: Transport[] = [];
   try {
     const files = options.loadTls ? await options.loadTls() : undefined;
@@ -194,6 +199,7 @@ export async function serve(options: ServeOptions): Promise<Server> {
               gate,
               admit,
               onError,
+              front,
             )
             : listenPlain(address, accept, onError),
         );

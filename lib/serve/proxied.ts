@@ -13,7 +13,8 @@ import { type LogSink, type SessionLog, sessionLog } from "../common/log.ts";
 import type { Connection } from "../protocol/session.ts";
 import { inNetworks, type Network } from "./cidr.ts";
 import { afterHeader, type ProxyHeader, readProxyHeader } from "./proxy.ts";
-import type { Accepted } from "./transports.ts";
+import type { ChunkSource } from "../protocol/lines.ts";
+import type { Accepted, TlsFront, TlsProxy } from "./transports.ts";
 
 /** A connection whose PROXY header has been read. */
 export interface Proxied {
@@ -40,7 +41,24 @@ export async function readProxied(
   peerIp: string,
   log: SessionLog,
 ): Promise<Proxied | undefined> {
-  const got = await readProxyHeader(conn.read, realClock, PROXY_HEADER_MS);
+  const got = await readLogged(conn.read, log);
+  if (!got) return undefined;
+  const after = afterHeader(conn.read, got.rest);
+  const header = got.header;
+  const check = checkLike(header, peerIp);
+  return {
+    header,
+    conn: { read: after.read, write: conn.write },
+    quiet: () => check && !after.sawInput(),
+  };
+}
+
+/** `readProxyHeader` under `PROXY_HEADER_MS`, logging every failure worth a line. */
+async function readLogged(
+  read: ChunkSource,
+  log: SessionLog,
+): Promise<{ header: ProxyHeader; rest: Uint8Array } | undefined> {
+  const got = await readProxyHeader(read, realClock, PROXY_HEADER_MS);
   switch (got.kind) {
     case "invalid":
       log(`PROXY header refused: ${got.reason}; connection closed`);
@@ -58,14 +76,12 @@ export async function readProxied(
       }
       return undefined;
   }
-  const after = afterHeader(conn.read, got.rest);
-  const header = got.header;
-  const check = header.kind === "local" || header.source.ip === peerIp;
-  return {
-    header,
-    conn: { read: after.read, write: conn.write },
-    quiet: () => check && !after.sawInput(),
-  };
+  return got;
+}
+
+/** A header as a balancer's health check sends it (see `Proxied.quiet`). */
+function checkLike(header: ProxyHeader, peerIp: string): boolean {
+  return header.kind === "local" || header.source.ip === peerIp;
 }
 
 /** Drop the end line of a quiet session (a health check); keep everything else. */
@@ -116,5 +132,46 @@ export function proxyGate(
           : {}),
       });
     });
+  };
+}
+
+/**
+ * Listen mode with TLS: the balancer sends the header in clear before the
+ * client's TLS handshake, so `listenTls` reads it from the raw socket with
+ * this. Peers inside `networks` must send one (same rules and log lines
+ * as `proxyGate`); at most `maxPending` headers are awaited at once.
+ */
+export function tlsProxy(
+  networks: readonly Network[],
+  sink: LogSink,
+  maxPending: number,
+): TlsProxy {
+  let pending = 0;
+  return {
+    trusts: (ip) => inNetworks(ip, networks),
+    read: async (peer, read): Promise<TlsFront | undefined> => {
+      const log = sessionLog(sink, `${Deno.pid}.0`, peer.ip);
+      if (pending >= maxPending) {
+        log(
+          `limit reached: ${maxPending} PROXY headers awaited, connection closed`,
+        );
+        return undefined;
+      }
+      pending++;
+      try {
+        const got = await readLogged(read, log);
+        if (!got) return undefined;
+        const { header, rest } = got;
+        return {
+          check: checkLike(header, peer.ip),
+          rest,
+          ...(header.kind === "proxied"
+            ? { remote: header.source, local: header.destination }
+            : {}),
+        };
+      } finally {
+        pending--;
+      }
+    },
   };
 }

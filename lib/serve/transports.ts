@@ -8,7 +8,7 @@
  */
 
 import type { X509Certificate } from "node:crypto";
-import type { Socket } from "node:net";
+import type { Server as NetServer, Socket } from "node:net";
 import type { Server, TLSSocket } from "node:tls";
 import type { ListenAddress } from "../config/config.ts";
 import {
@@ -16,6 +16,7 @@ import {
   TLS_CLOSE_MS,
   TLS_HANDSHAKE_MS,
 } from "../common/limits.ts";
+import type { ChunkSource } from "../protocol/lines.ts";
 import type { Connection } from "../protocol/session.ts";
 import { writeAll } from "./stdio.ts";
 
@@ -213,18 +214,49 @@ export interface TlsTransport extends Transport {
  */
 export type HandshakeGate = (ip: string) => (() => void) | undefined;
 
+/** What a PROXY header read before the TLS handshake says about the client. */
+export interface TlsFront {
+  /** The header's source and destination; absent for `LOCAL`/`UNKNOWN`. */
+  readonly remote?: Endpoint;
+  readonly local?: Endpoint;
+  /** Sent the way a balancer's health check sends it (see `Proxied.quiet`). */
+  readonly check: boolean;
+  /** Octets that came after the header: the start of the TLS handshake. */
+  readonly rest: Uint8Array;
+}
+
+/** `--proxy-protocol` for a TLS listener (made by `tlsProxy` in proxied.ts). */
+export interface TlsProxy {
+  /** Whether a peer must open with a PROXY header. */
+  trusts(ip: string): boolean;
+  /**
+   * Read the header from the raw socket; `undefined` (already logged)
+   * closes the connection.
+   */
+  read(peer: Endpoint, read: ChunkSource): Promise<TlsFront | undefined>;
+}
+
+/** An accepted client, maybe with the health-check test of `Proxied`. */
+export type AcceptedTls = Accepted & { readonly quiet?: () => boolean };
+
 /**
  * Listen with implicit TLS; clients that do not complete the handshake in
  * time are dropped. `gate` decides at accept whether a connection may
  * start its handshake, so silent clients cannot pile up descriptors
  * (tcpserver's `-c` counts from accept too).
+ *
+ * With `proxy`, a `node:net` server accepts instead: a trusted peer's
+ * PROXY header (sent in clear before the handshake) is read from the raw
+ * socket first, the octets after it are put back, and only then does the
+ * TLS server take the socket, gated by the header's source address.
  */
 export async function listenTls(
   address: ListenAddress,
   files: TlsFiles,
   gate: HandshakeGate,
-  onConnection: (accepted: Accepted) => void,
+  onConnection: (accepted: AcceptedTls) => void,
   onError: (message: string) => void,
+  proxy?: TlsProxy,
 ): Promise<TlsTransport> {
   const { createServer } = await import("node:tls");
   const server: Server = createServer({
@@ -235,59 +267,164 @@ export async function listenTls(
   // Connections between accept and the end of their handshake, by peer:
   // the function that gives their slot back.
   const handshaking = new Map<string, () => void>();
+  // What the PROXY header said, by the raw socket under the TLS one.
+  const fronts = new WeakMap<Socket, TlsFront & { octets: number }>();
   const peer = (
     s: { remoteAddress?: string | undefined; remotePort?: number | undefined },
   ) => `${s.remoteAddress}|${s.remotePort}`;
+  const parentOf = (socket: TLSSocket) =>
+    (socket as unknown as { _parent?: Socket })._parent;
   const release = (key: string) => {
     const done = handshaking.get(key);
     handshaking.delete(key);
     done?.();
   };
-  server.on("connection", (raw: Socket) => {
-    const done = gate(plainIp(raw.remoteAddress ?? "unknown"));
-    if (!done) {
-      raw.destroy();
-      return;
-    }
+  /** Take a handshake slot for `ip`; false when the gate said no. */
+  const admitted = (raw: Socket, ip: string) => {
+    const done = gate(ip);
+    if (!done) return false;
     const key = peer(raw);
     handshaking.set(key, done);
     raw.once("close", () => release(key));
-  });
+    return true;
+  };
   server.on("secureConnection", (socket: TLSSocket) => {
     release(peer(socket));
-    onConnection(fromTlsSocket(socket));
+    const raw = parentOf(socket);
+    const front = raw ? fronts.get(raw) : undefined;
+    onConnection(fromTlsSocket(socket, front));
   });
   server.on("tlsClientError", (error, socket) => {
     // After a failed handshake the TLS socket has forgotten its peer; the
     // plain socket underneath (node's `_parent`) still knows it.
-    const parent = (socket as unknown as { _parent?: Socket })._parent;
-    const ip = socket.remoteAddress ?? parent?.remoteAddress ?? "unknown";
-    onError(`TLS handshake failed from ${plainIp(ip)}: ${error.message}`);
+    const parent = parentOf(socket);
+    const front = parent ? fronts.get(parent) : undefined;
+    const silent = front?.check && parent?.bytesRead === front.octets;
+    const ip = front?.remote?.ip ?? socket.remoteAddress ??
+      parent?.remoteAddress ?? "unknown";
+    // A health check that closed after its header: not worth a line.
+    if (!silent) {
+      onError(`TLS handshake failed from ${plainIp(ip)}: ${error.message}`);
+    }
     socket.destroy();
   });
+  // The server that owns the port: the TLS one, or the plain one in front.
+  let listening: NetServer = server;
+  if (proxy) {
+    const { createServer: createNetServer } = await import("node:net");
+    listening = createNetServer((raw: Socket) => {
+      raw.on("error", () => {}); // a reset before the handshake: just close
+      // Reset already (HAProxy's plain check sends its header and resets
+      // at once): the peer is unknown, so it cannot be trusted or served.
+      if (raw.remoteAddress === undefined) return raw.destroy();
+      const ip = plainIp(raw.remoteAddress);
+      if (!proxy.trusts(ip)) {
+        if (admitted(raw, ip)) server.emit("connection", raw);
+        else raw.destroy();
+        return;
+      }
+      const reader = rawReader(raw);
+      proxy.read({ ip, port: raw.remotePort ?? 0 }, reader.read).then(
+        (front) => {
+          const queued = reader.stop();
+          if (!front || raw.destroyed) {
+            for (const chunk of queued) chunk.fill(0);
+            return raw.destroy();
+          }
+          const leftover = [front.rest, ...queued].filter((c) => c.length);
+          for (const chunk of leftover.reverse()) raw.unshift(chunk);
+          fronts.set(raw, {
+            ...front,
+            octets: raw.bytesRead - leftover.reduce((n, c) => n + c.length, 0),
+          });
+          if (admitted(raw, front.remote?.ip ?? ip)) {
+            server.emit("connection", raw);
+          } else raw.destroy();
+        },
+      ).catch((error) => {
+        // Never an unhandled rejection (it would end the process).
+        onError(`PROXY header before TLS: ${(error as Error).message}`);
+        raw.destroy();
+      });
+    });
+  } else {
+    server.on("connection", (raw: Socket) => {
+      if (!admitted(raw, plainIp(raw.remoteAddress ?? "unknown"))) {
+        raw.destroy();
+      }
+    });
+  }
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(address.port, address.hostname, () => {
-      server.off("error", reject);
+    listening.once("error", reject);
+    listening.listen(address.port, address.hostname, () => {
+      listening.off("error", reject);
       resolve();
     });
   });
-  server.on(
+  listening.on(
     "error",
-    (error) => onError(`TLS listener error: ${error.message}`),
+    (error: Error) => onError(`TLS listener error: ${error.message}`),
   );
-  const bound = server.address();
+  const bound = listening.address();
   const port = typeof bound === "object" && bound ? bound.port : address.port;
   return {
     address: { ip: plainIp(address.hostname), port },
     tls: true,
-    close: () => server.close(),
+    close: () => listening.close(),
     reload: (next) =>
       server.setSecureContext({ cert: next.cert, key: next.key }),
   };
 }
 
-function fromTlsSocket(socket: TLSSocket): Accepted {
+/**
+ * Chunks from a raw socket, one at a time (paused in between); `stop`
+ * detaches and returns what arrived but was not asked for yet.
+ */
+function rawReader(socket: Socket): {
+  read: ChunkSource;
+  stop: () => Uint8Array[];
+} {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let waiting: ((chunk: Uint8Array | null) => void) | undefined;
+  const wake = (chunk: Uint8Array | null) => {
+    const resolve = waiting;
+    waiting = undefined;
+    resolve?.(chunk);
+  };
+  const onData = (chunk: Uint8Array) => {
+    const bytes = new Uint8Array(chunk);
+    if (waiting) return wake(bytes);
+    queue.push(bytes);
+    socket.pause();
+  };
+  const onEnd = () => {
+    ended = true;
+    wake(null);
+  };
+  socket.on("data", onData);
+  socket.on("end", onEnd);
+  socket.on("close", onEnd);
+  return {
+    read: () => {
+      const next = queue.shift();
+      if (next) return Promise.resolve(next);
+      if (ended) return Promise.resolve(null);
+      socket.resume();
+      return new Promise((resolve) => (waiting = resolve));
+    },
+    stop: () => {
+      socket.pause();
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      waiting = undefined;
+      return queue.splice(0);
+    },
+  };
+}
+
+function fromTlsSocket(socket: TLSSocket, front?: TlsFront): AcceptedTls {
   const queue: (Uint8Array | null)[] = [];
   let waiting: ((chunk: Uint8Array | null) => void) | undefined;
   const push = (chunk: Uint8Array | null) => {
@@ -300,7 +437,11 @@ function fromTlsSocket(socket: TLSSocket): Accepted {
       if (chunk) socket.pause();
     }
   };
-  socket.on("data", (chunk: Uint8Array) => push(new Uint8Array(chunk)));
+  let saw = false;
+  socket.on("data", (chunk: Uint8Array) => {
+    if (chunk.length > 0) saw = true;
+    push(new Uint8Array(chunk));
+  });
   socket.on("end", () => push(null));
   socket.on("close", () => push(null));
   socket.on("error", () => push(null));
@@ -320,14 +461,16 @@ function fromTlsSocket(socket: TLSSocket): Accepted {
           socket.write(bytes, (error) => (error ? reject(error) : resolve()));
         }),
     },
-    remote: {
+    remote: front?.remote ?? {
       ip: plainIp(socket.remoteAddress ?? "unknown"),
       port: socket.remotePort ?? 0,
     },
-    local: {
+    local: front?.local ?? {
       ip: plainIp(socket.localAddress ?? "unknown"),
       port: socket.localPort ?? 0,
     },
+    // A health check that did a handshake but sent nothing after it.
+    ...(front?.check ? { quiet: () => !saw } : {}),
     close: () => {
       if (socket.destroyed) return;
       // end() sends the last reply and close_notify; a client that never

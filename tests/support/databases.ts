@@ -174,7 +174,7 @@ export interface TestDatabase extends AsyncDisposable {
   /** Kill the server hard (SIGKILL to every server process) and wait. */
   kill(): Promise<void>;
   /** Stop every server process (SIGSTOP): it hangs without closing anything. */
-  freeze(): void;
+  freeze(): Promise<void>;
   /** Let a frozen server go on (SIGCONT). */
   thaw(): void;
   /** Stop and remove everything. */
@@ -270,18 +270,33 @@ abstract class Base implements TestDatabase {
     await this.#signal("SIGKILL");
   }
 
-  #each(signal: Deno.Signal): void {
+  /** The server and its child processes (PostgreSQL runs one per connection). */
+  #pids(): number[] {
     const pid = this.#child?.pid;
     if (pid === undefined) throw new Error(`${this.kind} is not running`);
-    for (const p of [pid, ...childrenOf(pid)]) {
+    return [pid, ...childrenOf(pid)];
+  }
+
+  #each(signal: Deno.Signal): void {
+    for (const p of this.#pids()) {
       try {
         Deno.kill(p, signal);
       } catch { /* gone */ }
     }
   }
 
-  freeze(): void {
+  /**
+   * Stop the server and its children (SIGSTOP) and wait, bounded, until the
+   * kernel reports every thread of them stopped: a signal is not a stop,
+   * and a query sent in between would still be answered.
+   */
+  async freeze(): Promise<void> {
     this.#each("SIGSTOP");
+    const deadline = Date.now() + 10_000;
+    while (!this.#pids().every(allThreadsStopped)) {
+      if (Date.now() > deadline) throw new Error(`${this.kind} did not stop`);
+      await sleep(5);
+    }
   }
 
   thaw(): void {
@@ -571,5 +586,22 @@ export class Mariadb extends Base {
       "-B",
       db,
     ], { stdin: text });
+  }
+}
+
+/** Is every thread of `pid` stopped (state T), or the process gone? */
+function allThreadsStopped(pid: number): boolean {
+  try {
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
+      const state = stat.slice(
+        stat.lastIndexOf(")") + 2,
+        stat.lastIndexOf(")") + 3,
+      );
+      if (state !== "T" && state !== "t" && state !== "Z") return false;
+    }
+    return true;
+  } catch {
+    return true; // gone
   }
 }

@@ -26,7 +26,9 @@ export type CheckKind =
   /** `check`: a TCP connect, closed at once (HAProxy resets it). */
   | "connect"
   /** `option tcp-check` + `tcp-check expect rstring ^200 `: waits for the greeting. */
-  | "greeting";
+  | "greeting"
+  /** The greeting check over TLS (`check-ssl verify none`), for TLS back ends. */
+  | "tlsGreeting";
 
 /** What to put in the config. */
 export interface HaproxyOptions {
@@ -47,7 +49,9 @@ export function haproxyConfig(
 ): string {
   const send = options.version === 1 ? "send-proxy" : "send-proxy-v2";
   const inter = options.inter ?? 200;
-  const greeting = options.check === "greeting";
+  const greeting = options.check === "greeting" ||
+    options.check === "tlsGreeting";
+  const ssl = options.check === "tlsGreeting" ? " check-ssl verify none" : "";
   return [
     "global",
     "  maxconn 200",
@@ -64,7 +68,7 @@ export function haproxyConfig(
       ? ["  option tcp-check", "  tcp-check expect rstring ^200\\ "]
       : []),
     ...options.backends.map((b) =>
-      `  server ${b.name} 127.0.0.1:${b.port} ${send} check inter ${inter} fall 1 rise 1 check-send-proxy`
+      `  server ${b.name} 127.0.0.1:${b.port} ${send} check inter ${inter} fall 1 rise 1 check-send-proxy${ssl}`
     ),
     "",
   ].join("\n");

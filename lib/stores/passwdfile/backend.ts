@@ -8,6 +8,7 @@
 import type { Backend, Outcome } from "../backend.ts";
 import { type PasswdEntry, updatePasswdFile } from "./file.ts";
 import { scanForUser } from "./scan.ts";
+import { hashNewPassword } from "../policy.ts";
 import { latin1Decode } from "../../hash/octets.ts";
 import { PROFILE_SAMPLES } from "../../common/limits.ts";
 import {
@@ -198,18 +199,13 @@ export function createPasswdFileBackend(
     async change(user, oldPassword, newPassword) {
       const found = await authenticate(user, oldPassword);
       if ("kind" in found) return found;
-      const refusal = refuseNewPassword(
+      const hashed = await hashNewPassword(
         oldPassword,
         newPassword,
         minPasswordLength,
+        scheme,
       );
-      if (refusal) return refusal;
-      let hashed: string;
-      try {
-        hashed = await make(scheme, newPassword);
-      } catch (error) {
-        return temporary(`cannot hash the new password: ${message(error)}`);
-      }
+      if (typeof hashed !== "string") return hashed;
       // Hashing happened outside the lock; under it we only re-read, and
       // re-verify the old password if the user's field changed meanwhile
       // (an unchanged field gives the same verdict), so writers wait for
@@ -236,47 +232,6 @@ function outcomeOf(verdict: Verdict): Outcome {
     return { kind: "rejected", reason: "wrong password" };
   }
   return temporary(verdict.reason);
-}
-
-/**
- * The length of a password for the minimum-length rule: Unicode code points
- * when the octets are valid UTF-8 (so "pässwörd" counts 8, as a user would
- * count it), otherwise octets, the only unit left for legacy encodings.
- */
-export function passwordLength(pw: Uint8Array): number {
-  try {
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
-      .decode(pw);
-    let count = 0;
-    for (const _ of text) count++;
-    return count;
-  } catch {
-    return pw.length;
-  }
-}
-
-/** Policy on the new password, or undefined when it is acceptable. */
-export function refuseNewPassword(
-  oldPassword: Uint8Array,
-  newPassword: Uint8Array,
-  minPasswordLength: number,
-): Outcome | undefined {
-  // Never fewer than 1: bcrypt cannot hash an empty password.
-  const min = Math.max(1, minPasswordLength);
-  if (passwordLength(newPassword) < min) {
-    return { kind: "rejected", reason: `new password shorter than ${min}` };
-  }
-  // crypt(3), which Dovecot uses for the CRYPT family, stops at NUL; such a
-  // password could never be verified by Dovecot.
-  if (newPassword.includes(0)) {
-    return { kind: "rejected", reason: "new password contains a NUL octet" };
-  }
-  const same = oldPassword.length === newPassword.length &&
-    oldPassword.every((octet, i) => octet === newPassword[i]);
-  if (same) {
-    return { kind: "rejected", reason: "new password equals the old one" };
-  }
-  return undefined;
 }
 
 const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";

@@ -11,12 +11,11 @@
 import type { Backend, Outcome } from "../backend.ts";
 import {
   dummyVerify,
-  make,
   type Verdict,
   verify,
   type WriteScheme,
 } from "../../hash/mod.ts";
-import { refuseNewPassword } from "../passwdfile/backend.ts";
+import { hashNewPassword } from "../policy.ts";
 import {
   SQL_CONNECT_TIMEOUT_MS,
   SQL_QUERY_TIMEOUT_MS,
@@ -204,21 +203,13 @@ export async function createSqlBackend(
     async change(user, oldPassword, newPassword) {
       const found = await authenticate(user, oldPassword);
       if ("kind" in found) return found;
-      const refusal = refuseNewPassword(
+      const hashed = await hashNewPassword(
         oldPassword,
         newPassword,
         minPasswordLength,
+        scheme,
       );
-      if (refusal) return refusal;
-      let hashed: string;
-      try {
-        hashed = await make(scheme, newPassword);
-      } catch (error) {
-        return {
-          kind: "temporary",
-          reason: `cannot hash the new password: ${describe(error)}`,
-        };
-      }
+      if (typeof hashed !== "string") return hashed;
       // In the update's transaction, read the hash again: if another
       // change landed since the check, the old password must still match.
       const guard: Guard = async (select) => {

@@ -10,8 +10,8 @@ import type { Backend, Outcome } from "../../../lib/stores/backend.ts";
 import {
   createPasswdFileBackend,
   ensureDemoPasswdFile,
-  passwordLength,
 } from "../../../lib/stores/passwdfile/backend.ts";
+import { passwordLength } from "../../../lib/stores/policy.ts";
 import { parsePasswdFile } from "../../../lib/stores/passwdfile/file.ts";
 import type { WriteScheme } from "../../../lib/hash/schemes.ts";
 import { closeHashPool } from "../../../lib/hash/mod.ts";

@@ -535,7 +535,7 @@ for (const { name, missing, create } of DATABASES) {
             await check(b, "plain@example.org", "new-PLAIN-pw"),
             OK,
           );
-          db.freeze();
+          await db.freeze();
           let hung: Outcome;
           const started = Date.now();
           try {
