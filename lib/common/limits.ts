@@ -275,6 +275,14 @@ export const SQL_POOL_SIZE = 4;
 export const SQLITE_BUSY_MS = 2_000;
 
 /**
+ * SQL store: cost classes (scheme and parameters) of stored hashes it
+ * remembers to choose an unknown user's dummy check from. A database holds
+ * a handful (a legacy scheme, the current one, perhaps two cost settings);
+ * the bound only keeps odd data from growing the map.
+ */
+export const SQL_COST_CLASSES_MAX = 64;
+
+/**
  * Hash workers (lib/hash/pool.ts): hashes computed at once. One per core of
  * the 2-core machines we measure on; each Argon2id check holds 64 MiB while
  * it runs, so this also bounds hashing memory (2 × 64 MiB).

@@ -10,6 +10,7 @@
 
 import type { Backend, Outcome } from "../backend.ts";
 import {
+  costClass,
   dummyVerify,
   type Verdict,
   verify,
@@ -18,6 +19,7 @@ import {
 import { hashNewPassword } from "../policy.ts";
 import {
   SQL_CONNECT_TIMEOUT_MS,
+  SQL_COST_CLASSES_MAX,
   SQL_QUERY_TIMEOUT_MS,
 } from "../../common/limits.ts";
 import { bind, type Query, render, valuesOf } from "./query.ts";
@@ -139,6 +141,29 @@ export async function createSqlBackend(
     return { kind: "temporary", reason };
   };
 
+  // The stored hashes seen so far, by cost class (scheme and parameters):
+  // an unknown user's dummy check is spent on the most common class, so
+  // that its time does not tell it from a wrong password even with a short
+  // --fail-delay, whatever scheme the rows hold. Before the first row, the
+  // write scheme stands in.
+  const seen = new Map<string, { count: number; sample: string }>();
+  const remember = (stored: string) => {
+    const key = costClass(stored);
+    const entry = seen.get(key);
+    if (entry) entry.count++;
+    else if (seen.size < SQL_COST_CLASSES_MAX) {
+      seen.set(key, { count: 1, sample: stored });
+    }
+  };
+  const dummy = async (pw: Uint8Array) => {
+    let best: { count: number; sample: string } | undefined;
+    for (const entry of seen.values()) {
+      if (!best || entry.count > best.count) best = entry;
+    }
+    if (best === undefined) return await dummyVerify(scheme, pw);
+    await verify(best.sample, pw);
+  };
+
   /** The stored hash of `user` after checking `pw`, or the outcome. */
   async function authenticate(
     user: Uint8Array,
@@ -148,7 +173,7 @@ export async function createSqlBackend(
     if (name === undefined || name.includes("\0")) {
       // Not UTF-8, or a NUL (PostgreSQL refuses it in text): no row can
       // hold it. Cost what a wrong password costs.
-      await dummyVerify(scheme, pw);
+      await dummy(pw);
       return { kind: "rejected", reason: "unknown user (not UTF-8 or NUL)" };
     }
     let rows: unknown[][];
@@ -168,12 +193,13 @@ export async function createSqlBackend(
     }
     const stored = rows.length === 1 ? text(rows[0]![0]) : undefined;
     if (stored === undefined || stored === "") {
-      await dummyVerify(scheme, pw);
+      await dummy(pw);
       return {
         kind: "rejected",
         reason: rows.length === 0 ? "unknown user" : "no password stored",
       };
     }
+    remember(stored);
     const verdict = await verify(stored, pw);
     return verdict.kind === "match" ? { stored, name } : outcomeOf(verdict);
   }

@@ -829,3 +829,47 @@ for (const { name, missing, create } of DATABASES) {
     },
   });
 }
+
+Deno.test("SQLite: an unknown user costs what the stored hashes cost, not the write scheme", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "poppass-sqlite-" });
+  try {
+    const path = `${dir}/mail.sqlite`;
+    const { DatabaseSync } = await import("node:sqlite");
+    const setup = new DatabaseSync(path);
+    setup.exec(
+      "CREATE TABLE mailbox (username TEXT PRIMARY KEY, password TEXT NOT NULL, modified TEXT, active TEXT NOT NULL DEFAULT '1');",
+    );
+    // doveadm pw -s SHA512-CRYPT -p 'alice pw': ~5 ms to check, against
+    // ~100 ms for an ARGON2ID dummy (the write scheme below).
+    setup.prepare("INSERT INTO mailbox (username, password) VALUES (?, ?)").run(
+      "alice@example.org",
+      "{SHA512-CRYPT}$6$qb7EPxnLAmlNISHm$HGDS1smu4.qIY17JHrZxQwDQMRi6Ct1Zv" +
+        "w32LNmMMNOf7PjgupDoE.X13s4IUNkuxKzqzwse/Oxm7i/uJjTUl/",
+    );
+    setup.close();
+    await using b = await closing(
+      await store(`sqlite://${path}`, { scheme: "ARGON2ID" }),
+    );
+    const timed = async (user: string) => {
+      const started = performance.now();
+      const outcome = await check(b, user, "a guess");
+      assert.equal(outcome.kind, "rejected", JSON.stringify(outcome));
+      return performance.now() - started;
+    };
+    // Back to back pairs, so that a busy machine slows both sides alike.
+    const differences: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const known = await timed("alice@example.org");
+      differences.push(await timed("nobody@example.org") - known);
+    }
+    const median = differences.sort((x, y) => x - y)[3]!;
+    assert.ok(
+      Math.abs(median) < 40,
+      `median unknown - known: ${median.toFixed(1)} ms (${
+        differences.map((d) => d.toFixed(0)).join(" ")
+      })`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
