@@ -11,7 +11,7 @@ import type { Account } from "./accounts.ts";
 import type { Part } from "./bytes.ts";
 import type { LedgerEntry } from "./ledger.ts";
 
-/** The pinned reply table (one for every suite), re-exported for the rows' users. */
+/** Compatibility path: the one pinned reply table lives in `pinned_replies.ts`. */
 export { R } from "./pinned_replies.ts";
 import { R } from "./pinned_replies.ts";
 
