@@ -15,10 +15,14 @@ import type { LedgerEntry } from "./ledger.ts";
 export { R } from "./pinned_replies.ts";
 import { R } from "./pinned_replies.ts";
 
-/** Unique password markers: none of them may ever show up in a log. */
+// Unique password markers: none of them may ever show up in a log.
+/** The accounts' password in the rows. */
 export const OLD = "Old-mk1 pw";
+/** The new password the rows set. */
 export const NEW = "New-mk2 pw";
+/** A password no account has. */
 export const WRONG = "Wrong-mk3 pw";
+/** Every marker (and its core) that must never appear in a log or reply. */
 export const SECRETS = [OLD, NEW, WRONG, "mk1", "mk2", "mk3"] as const;
 
 /** Users for the rows; prefixes pick fakeauth's behaviour. */
