@@ -20,7 +20,7 @@ import {
   Sandbox,
   SHORT,
 } from "../support/sandbox.ts";
-import { sleep, withTimeout } from "../support/talk.ts";
+import { sleep, within } from "../support/time.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
 
 const CGI = "/usr/lib/cgi-bin/poppass";
@@ -75,7 +75,7 @@ async function postForm(fields: Record<string, string>): Promise<string> {
   const writer = child.stdin.getWriter();
   await writer.write(body);
   await writer.close();
-  const out = await withTimeout(child.output(), 30_000, "poppass-cgi").catch(
+  const out = await within(child.output(), 30_000, "poppass-cgi").catch(
     async (error) => {
       child.kill("SIGKILL");
       await child.status;

@@ -17,10 +17,10 @@ import assert from "node:assert/strict";
 import { readAccounts, writeAccounts } from "../support/accounts.ts";
 import { bytes, hex, latin1, type Part } from "../support/bytes.ts";
 import { checkLedger } from "../support/checker.ts";
-import { SocketClient } from "../support/client.ts";
+import { Client } from "../support/client.ts";
 import { type LedgerEntry, readLedger } from "../support/ledger.ts";
-import { waitUntil } from "../support/procs.ts";
-import { R } from "../support/rows.ts";
+import { waitUntil } from "../support/time.ts";
+import { R } from "../support/pinned_replies.ts";
 import {
   baseEnv,
   FAKEAUTH,
@@ -343,7 +343,7 @@ Deno.test("secrets: no password in stdio logs, replies or back-end argv/env, wha
 async function overSockets(
   box: Sandbox,
   server: {
-    connect(): Promise<SocketClient>;
+    connect(): Promise<Client>;
     /** Wait (bounded) until every session so far has ended. */
     settle(): Promise<void>;
   },
@@ -435,7 +435,7 @@ async function listenSecrets(launch: Launcher) {
   const { transcripts, ledger } = await overSockets(box, {
     connect: () => {
       connected++;
-      return SocketClient.connect(server.port());
+      return Client.connect(server.port());
     },
     settle: async () => {
       assert.ok(await waitUntil(() => ended() >= connected, 15_000));

@@ -10,7 +10,8 @@
 import assert from "node:assert/strict";
 import { baseEnv, FAKEAUTH, HOST, Sandbox } from "../support/sandbox.ts";
 import { runOnce } from "../support/stdio.ts";
-import { makeCert, run, Scratch } from "../support/listen_fixtures.ts";
+import { makeCert } from "../support/certs.ts";
+import { run } from "../support/tools.ts";
 import { Server } from "../support/listen_server.ts";
 
 const TRUE_WARNING = /warning: the checkpassword chain ends in true/;
@@ -138,7 +139,7 @@ Deno.test("--help names no source file", async () => {
 });
 
 Deno.test("listen mode warns once at startup, and about certificates clients refuse", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const good = await makeCert(scratch, "good");
   const bare = scratch.path("bare");
   // openssl req -x509 without -addext: no subjectAltName, CA:TRUE.

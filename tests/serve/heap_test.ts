@@ -7,15 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Scratch } from "../support/listen_fixtures.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { Server } from "../support/listen_server.ts";
-import { within } from "../support/listen_time.ts";
+import { within } from "../support/time.ts";
 import { heapNeedMib } from "../../lib/common/limits.ts";
 
 const LAUNCHER = new URL("../../packaging/deb/launcher.sh", import.meta.url)
   .pathname;
 
-function spec(scratch: Scratch, maxSessions: string, heapMib: number) {
+function spec(scratch: Sandbox, maxSessions: string, heapMib: number) {
   return {
     options: ["--listen", "127.0.0.1:0", "--max-sessions", maxSessions],
     check: [scratch.script("ok")],
@@ -25,7 +25,7 @@ function spec(scratch: Scratch, maxSessions: string, heapMib: number) {
 }
 
 Deno.test("with a 64 MiB heap, --max-sessions 100000 is refused at startup with exit 100; what fits starts", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await t.step("100000: exit 100, one line saying what to do", async () => {
     const { code, logs } = await Server.run(spec(scratch, "100000", 64));
     assert.equal(code, 100);
@@ -52,7 +52,7 @@ Deno.test("with a 64 MiB heap, --max-sessions 100000 is refused at startup with 
 
 /** The launcher with a runtime that prints its arguments instead of running. */
 async function launcherArgs(
-  scratch: Scratch,
+  scratch: Sandbox,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<string[]> {
@@ -82,7 +82,7 @@ async function launcherArgs(
 }
 
 Deno.test("the packaged launcher derives the heap cap from --max-sessions", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const listen = ["--listen", "127.0.0.1:106"];
   const rows: [string, string[], Record<string, string>, number | undefined][] =
     [
@@ -154,7 +154,7 @@ Deno.test("the packaged launcher derives the heap cap from --max-sessions", asyn
 });
 
 Deno.test("a server started the launcher's way with --max-sessions 100000 starts", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const words = await launcherArgs(scratch, [
     "--listen",
     "127.0.0.1:0",

@@ -11,7 +11,7 @@ import {
   LINGER_MAX_MS,
   LINGER_MAX_OCTETS,
 } from "../../lib/common/limits.ts";
-import { R } from "../support/rows.ts";
+import { R } from "../support/pinned_replies.ts";
 import { baseEnv, HOST, MAIN } from "../support/sandbox.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
 import { Server } from "../support/listen_server.ts";

@@ -5,18 +5,19 @@
 
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { Client, closeAll } from "../support/listen_client.ts";
-import { makeCert, Scratch } from "../support/listen_fixtures.ts";
+import { Client, closeAll } from "../support/client.ts";
+import { makeCert } from "../support/certs.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
-import { sleep, timed, until, within } from "../support/listen_time.ts";
+import { sleep, timed, until, within } from "../support/time.ts";
 
 const V4 = "127.0.0.1";
 const V6 = "::1";
 
 /** A server on both loopbacks, so two client IPs are available. */
-function capped(scratch: Scratch): Promise<Server> {
+function capped(scratch: Sandbox): Promise<Server> {
   return Server.start({
     options: [
       "--listen",
@@ -67,7 +68,7 @@ async function release(server: Server, c: Client): Promise<void> {
 }
 
 Deno.test("the session caps refuse the extra connection and give the slot back", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await t.step(
     "a third connection from one IP gets the refusal line and is closed",
     async () => {
@@ -151,7 +152,7 @@ Deno.test("the session caps refuse the extra connection and give the slot back",
 });
 
 Deno.test("an idle session is closed at --idle-timeout and gives its slot back", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await using server = await Server.start({
     options: [
       "--listen",
@@ -177,7 +178,7 @@ Deno.test("an idle session is closed at --idle-timeout and gives its slot back",
 });
 
 Deno.test("over TLS the refusal line arrives encrypted and the slot comes back", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "caps");
   await using server = await Server.start({
     options: [
@@ -220,7 +221,7 @@ Deno.test({
   name:
     "connections still in their TLS handshake count against the session cap",
   fn: async () => {
-    await using scratch = await Scratch.create();
+    await using scratch = await Sandbox.create();
     const cert = await makeCert(scratch, "cap");
     await using server = await Server.start({
       options: [
@@ -284,7 +285,7 @@ function droppedCount(server: Server, limit: string): number {
 }
 
 /** A TLS server on 127.0.0.1 with small caps, for the per-address tests. */
-async function tlsCapped(scratch: Scratch, extra: string[] = []) {
+async function tlsCapped(scratch: Sandbox, extra: string[] = []) {
   const cert = await makeCert(scratch, "peer");
   const server = await Server.start({
     options: [
@@ -346,7 +347,7 @@ async function destroyAll(sockets: Socket[]): Promise<void> {
 // Issue 18 item 1: silent connections from one address used to fill every
 // handshake slot (--max-sessions in all) and lock every TLS client out.
 Deno.test("one address holding silent TLS connections cannot stop another address's TLS session", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const { server, cert } = await tlsCapped(scratch);
   await using _ = server;
   const attacker = await silent(server.port(), "127.0.0.2", 12);
@@ -374,7 +375,7 @@ Deno.test("one address holding silent TLS connections cannot stop another addres
 });
 
 Deno.test("--per-ip-prefix4 groups clients: two addresses of one /24 share --max-per-ip", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const { server } = await tlsCapped(scratch, ["--per-ip-prefix4", "24"]);
   await using _ = server;
   const held = await silent(server.port(), "127.0.0.2", 2);
@@ -392,7 +393,7 @@ Deno.test("--per-ip-prefix4 groups clients: two addresses of one /24 share --max
 });
 
 Deno.test("refused connections are logged once per interval plus a count, not once each", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await using server = await capped(scratch);
   const held = [await admitted(server, V4), await admitted(server, V4)];
   try {

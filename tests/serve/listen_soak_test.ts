@@ -8,12 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { Client, closeAll } from "../support/listen_client.ts";
-import { Scratch } from "../support/listen_fixtures.ts";
+import { Client, closeAll } from "../support/client.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { childrenOf, fdCount, rssKiB } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
-import { pool, sleep, timed, until, within } from "../support/listen_time.ts";
+import { pool, sleep, timed, until, within } from "../support/time.ts";
 
 const V4 = "127.0.0.1";
 const WARM_UP = 1_200;
@@ -88,7 +88,7 @@ async function session(port: number, kind: string, n: number) {
 
 /** A server whose back ends are tiny scripts (`rule` rejects users named bad…). */
 async function trivialServer(
-  scratch: Scratch,
+  scratch: Sandbox,
   extra: string[] = [],
   script: "rule" | "ok" = "rule",
   denoFlags: string[] = [],
@@ -134,7 +134,7 @@ async function settled(server: Server, fds: number, ms = 10_000) {
 }
 
 Deno.test("2,000 mixed sessions, 50 at a time, end as expected and leave nothing behind", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   // With V8's default sizing the heap (and the allocator behind the
   // buffers it owns) keeps growing for ~6,000 sessions before RSS levels
   // off at ~165 MiB, although the live heap stays ~8 MiB: RSS growth then
@@ -190,7 +190,7 @@ Deno.test("2,000 mixed sessions, 50 at a time, end as expected and leave nothing
 });
 
 Deno.test("1,000 idle plain connections cost little memory and give every descriptor back", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await using server = await trivialServer(scratch, [
     "--max-sessions",
     "2000",

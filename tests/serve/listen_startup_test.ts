@@ -6,15 +6,16 @@
  */
 
 import assert from "node:assert/strict";
-import { Client } from "../support/listen_client.ts";
-import { makeCert, Scratch } from "../support/listen_fixtures.ts";
+import { Client } from "../support/client.ts";
+import { makeCert } from "../support/certs.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 
 const V4 = "127.0.0.1";
 
 Deno.test("a plaintext listener off loopback needs --allow-plaintext", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const spec = (options: string[], env: Record<string, string> = {}) => ({
     options,
     check: [scratch.script("ok")],
@@ -75,7 +76,7 @@ Deno.test("a plaintext listener off loopback needs --allow-plaintext", async (t)
 });
 
 Deno.test("a TLS listener will not start with a certificate and key it cannot use", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const [one, two] = [
     await makeCert(scratch, "one"),
     await makeCert(scratch, "two"),
@@ -157,7 +158,7 @@ Deno.test("a TLS listener will not start with a certificate and key it cannot us
 });
 
 Deno.test("an address that cannot be bound exits 111 with one line naming it", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await using busy = await Server.start({
     options: ["--listen", "127.0.0.1:0"],
     check: [scratch.script("ok")],
@@ -211,7 +212,7 @@ Deno.test("the shipped POPPASS_LISTEN example (0.0.0.0 and [::] on one port) sta
   );
   const line = /^#?POPPASS_LISTEN=(.*)$/m.exec(shipped)?.[1];
   assert.equal(line, "0.0.0.0:106 [::]:106");
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "example");
   for (const order of [line, "[::]:106 0.0.0.0:106"]) {
     await t.step(`POPPASS_LISTEN="${order}" (port 106 replaced)`, async () => {

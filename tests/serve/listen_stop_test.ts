@@ -9,12 +9,12 @@ import assert from "node:assert/strict";
 import { writeAccounts } from "../support/accounts.ts";
 import { bytes, hex } from "../support/bytes.ts";
 import { readLedger } from "../support/ledger.ts";
-import { Client, closeAll } from "../support/listen_client.ts";
-import { fakeauth, Scratch } from "../support/listen_fixtures.ts";
+import { Client, closeAll } from "../support/client.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { childrenOf, inGroups } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
-import { timed, until, within } from "../support/listen_time.ts";
+import { timed, until, within } from "../support/time.ts";
 
 /**
  * True when a new connection is not served: refused, or (in the few
@@ -37,9 +37,9 @@ async function servesNothing(hostname: string, port: number) {
 }
 
 Deno.test("SIGTERM lets a running change finish, closes idle sessions and exits 0", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   // setpassword sleeps 1 s before it changes the account.
-  const fa = fakeauth(scratch, { FAKEAUTH_BEHAVE_SET: "slow" });
+  const fa = scratch.fakeauth({ FAKEAUTH_BEHAVE_SET: "slow" });
   await writeAccounts(fa.accounts, [["carol", "old"]]);
   await using server = await Server.start({
     options: ["--listen", "127.0.0.1:0", "--listen", "[::1]:0"],
@@ -102,7 +102,7 @@ Deno.test("SIGTERM lets a running change finish, closes idle sessions and exits 
 });
 
 Deno.test("SIGINT with only idle sessions closes them and exits 0 at once", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await using server = await Server.start({
     options: ["--listen", "127.0.0.1:0"],
     check: [scratch.script("ok")],

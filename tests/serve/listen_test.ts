@@ -10,23 +10,23 @@ import assert from "node:assert/strict";
 import { writeAccounts } from "../support/accounts.ts";
 import { changePayload, checkPayload, hex } from "../support/bytes.ts";
 import { readLedger } from "../support/ledger.ts";
-import { Client, closeAll } from "../support/listen_client.ts";
-import { fakeauth, Scratch } from "../support/listen_fixtures.ts";
+import { Client, closeAll } from "../support/client.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
-import { timed } from "../support/listen_time.ts";
+import { timed } from "../support/time.ts";
 
 const V4 = "127.0.0.1";
 const V6 = "::1";
 
 /** Start a server with fakeauth as both back ends and these accounts. */
 async function fakeauthServer(
-  scratch: Scratch,
+  scratch: Sandbox,
   options: string[],
   users: [string, string][],
   extraEnv: Record<string, string> = {},
 ) {
-  const fa = fakeauth(scratch, extraEnv);
+  const fa = scratch.fakeauth(extraEnv);
   await writeAccounts(fa.accounts, users);
   const server = await Server.start({ options, ...fa });
   return { server, fa };
@@ -48,7 +48,7 @@ const FULL = [greeting(), R.userOk, R.passOk, R.changed, R.bye];
 forEachLauncher(
   "listen mode serves full sessions on 127.0.0.1 and [::1] byte for byte",
   async (launch, t) => {
-    await using scratch = await Scratch.create();
+    await using scratch = await Sandbox.create();
     const users: [string, string][] = [["bob4", " old pw ü "], [
       "bob6",
       "old\tsix",
@@ -121,7 +121,7 @@ forEachLauncher(
 );
 
 Deno.test("children get PROTO=TCP and the TCP endpoints of their session", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const { server, fa } = await fakeauthServer(
     scratch,
     ["--listen", "127.0.0.1:0", "--listen", "[::1]:0"],
@@ -178,7 +178,7 @@ async function goodSession(port: number, user = "good"): Promise<number> {
 }
 
 Deno.test("a session in its failure delay does not delay other sessions", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   await using server = await Server.start({
     options: [
       "--listen",

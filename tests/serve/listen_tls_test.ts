@@ -8,18 +8,13 @@ import assert from "node:assert/strict";
 import { writeAccounts } from "../support/accounts.ts";
 import { changePayload, checkPayload } from "../support/bytes.ts";
 import { readLedger } from "../support/ledger.ts";
-import { Client, closeAll } from "../support/listen_client.ts";
-import {
-  type Cert,
-  fakeauth,
-  makeCert,
-  Scratch,
-  servedFingerprint,
-} from "../support/listen_fixtures.ts";
+import { Client, closeAll } from "../support/client.ts";
+import { type Cert, makeCert, servedFingerprint } from "../support/certs.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
-import { sleep, timed, until } from "../support/listen_time.ts";
+import { sleep, timed, until } from "../support/time.ts";
 
 const V4 = "127.0.0.1";
 
@@ -61,9 +56,9 @@ async function tlsChange(
 const FULL = [greeting(), R.userOk, R.passOk, R.changed, R.bye];
 
 Deno.test("a TLS listener serves a full session with exact replies and fd-3 octets", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
-  const fa = fakeauth(scratch);
+  const fa = scratch.fakeauth();
   await writeAccounts(fa.accounts, [["tess", "old pw"]]);
   await using server = await Server.start({ options: tlsOptions(cert), ...fa });
   assert.deepEqual(server.bound.map((b) => [b.ip, b.tls]), [[V4, true]]);
@@ -113,7 +108,7 @@ async function silent(port: number, n: number): Promise<Client[]> {
 }
 
 Deno.test("TLS clients that never handshake do not keep their sockets", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [
@@ -209,7 +204,7 @@ Deno.test("TLS clients that never handshake do not keep their sockets", async (t
 });
 
 Deno.test("SIGHUP loads a new certificate for new connections; a running session goes on", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const first = await makeCert(scratch, "first");
   const second = await makeCert(scratch, "second");
   const live = {

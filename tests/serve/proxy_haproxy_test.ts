@@ -13,7 +13,7 @@ import { parseIpv6 } from "../../lib/serve/cidr.ts";
 import { findEntry, readPasswdFile } from "../../lib/stores/passwdfile/file.ts";
 import { BoundClient, Haproxy } from "../support/haproxy.ts";
 import { Server } from "../support/listen_server.ts";
-import { pool, until } from "../support/listen_time.ts";
+import { pool, until } from "../support/time.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { baseEnv, FAKEAUTH, MAIN, Sandbox } from "../support/sandbox.ts";
 import { Tcpserver } from "../support/tcpserver.ts";

@@ -11,7 +11,7 @@ import { DEFAULT_LIMITS, type Limits } from "../../lib/common/limits.ts";
 import { greetingBytes } from "../../lib/protocol/replies.ts";
 import { serve, type Server } from "../../lib/serve/listener.ts";
 import type { Backend, Outcome, Peer } from "../../lib/stores/backend.ts";
-import { Client } from "../support/listen_client.ts";
+import { Client } from "../support/client.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 
 const HOST = "pop.example";

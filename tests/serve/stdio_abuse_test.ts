@@ -9,10 +9,11 @@ import assert from "node:assert/strict";
 import { passwordOf } from "../support/accounts.ts";
 import { bytes, hex } from "../support/bytes.ts";
 import { alive } from "../support/procs.ts";
-import { NEW, OLD, R, runs, WRONG } from "../support/rows.ts";
+import { NEW, OLD, runs, WRONG } from "../support/rows.ts";
+import { R } from "../support/pinned_replies.ts";
 import { GREETING, Sandbox } from "../support/sandbox.ts";
 import { ACCOUNTS, finish, standard, StdioServer } from "../support/stdio.ts";
-import { sleep } from "../support/talk.ts";
+import { sleep } from "../support/time.ts";
 
 Deno.test("stdio: unknown user and wrong password look the same and both wait the failure delay", async () => {
   const times: Record<string, number[]> = { unknown: [], wrong: [] };

@@ -5,11 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { alive, groupMembers, waitUntil } from "../support/procs.ts";
-import { NEW, OLD, R } from "../support/rows.ts";
+import { alive, groupMembers } from "../support/procs.ts";
+import { sleep, waitUntil } from "../support/time.ts";
+import { NEW, OLD } from "../support/rows.ts";
+import { R } from "../support/pinned_replies.ts";
 import { GREETING, Sandbox } from "../support/sandbox.ts";
 import { ACCOUNTS, finish, standard, StdioServer } from "../support/stdio.ts";
-import { converse, sleep } from "../support/talk.ts";
+import { converse } from "../support/talk.ts";
 
 Deno.test("stdio: deadlines close slow, silent and chatty clients", async (t) => {
   /** Greet, then send `drip` one octet every 200 ms until the server closes. */

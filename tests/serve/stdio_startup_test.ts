@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { R, ROW_ACCOUNTS } from "../support/rows.ts";
+import { R } from "../support/pinned_replies.ts";
+import { ROW_ACCOUNTS } from "../support/rows.ts";
 import {
   baseEnv,
   FAKEAUTH,

@@ -18,12 +18,12 @@ import {
   assertNoSecrets,
   NEW,
   OLD,
-  R,
   ROW_ACCOUNTS,
   ROWS,
   runs,
   WRONG,
 } from "../support/rows.ts";
+import { R } from "../support/pinned_replies.ts";
 import { GREETING, Sandbox } from "../support/sandbox.ts";
 import { runOnce, standard, StdioServer } from "../support/stdio.ts";
 import { converse } from "../support/talk.ts";

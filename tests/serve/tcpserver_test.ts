@@ -13,11 +13,11 @@ import {
   assertNoSecrets,
   NEW,
   OLD,
-  R,
   ROW_ACCOUNTS,
   ROWS,
   runs,
 } from "../support/rows.ts";
+import { R } from "../support/pinned_replies.ts";
 import {
   baseEnv,
   FAKEAUTH,
@@ -28,7 +28,7 @@ import {
   SHORT,
 } from "../support/sandbox.ts";
 import { converse, type Transcript } from "../support/talk.ts";
-import type { SocketClient } from "../support/client.ts";
+import type { Client } from "../support/client.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
 import {
   forEachLauncher,
@@ -133,7 +133,7 @@ Deno.test("tcpserver: failures are logged with the client's address", async () =
 });
 
 Deno.test("tcpserver: clients that leave without reading change the password once", async (t) => {
-  const rows: [string, (c: SocketClient) => Promise<void>][] = [
+  const rows: [string, (c: Client) => Promise<void>][] = [
     ["sends everything, half-closes, reads nothing", async (c) => {
       await c.talk.send(
         `user bob\r\npass ${OLD}\r\nnewpass ${NEW}\r\nquit\r\n`,

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { sleep, withTimeout } from "./talk.ts";
+import { sleep, within } from "./time.ts";
 
 /** The line that installs PostgreSQL's server and client. */
 export const POSTGRES_APT_LINE = "apt-get install postgresql";
@@ -252,7 +252,7 @@ abstract class Base implements TestDatabase {
         Deno.kill(k, signal);
       } catch { /* gone */ }
     }
-    await withTimeout(
+    await within(
       this.#status!,
       EXIT_MS,
       `${this.kind} ${pid} to exit on ${signal}`,

@@ -10,7 +10,7 @@
 
 import net from "node:net";
 import { freePort } from "./client.ts";
-import { until, within } from "./listen_time.ts";
+import { until, within } from "./time.ts";
 
 /** The HAProxy binary. */
 export const HAPROXY = "/usr/sbin/haproxy";

@@ -7,9 +7,8 @@
  * @module
  */
 
-import { within } from "./listen_time.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+import { MAIN } from "./sandbox.ts";
+import { within } from "./time.ts";
 
 /** One bound listener, from the startup line. */
 export interface Bound {

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { sleep } from "./talk.ts";
+/** Compatibility path: polling lives in `time.ts`. */
+export { waitUntil } from "./time.ts";
 
 /** One process as `/proc/PID/stat` describes it. */
 export interface ProcInfo {
@@ -108,20 +109,6 @@ export function rssKiB(pid: number | "self" = "self"): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
   if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(match[1]);
-}
-
-/** Poll `ready` every `stepMs` until it holds or `ms` pass; returns whether it held. */
-export async function waitUntil(
-  ready: () => boolean,
-  ms: number,
-  stepMs = 25,
-): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!ready()) {
-    if (performance.now() >= end) return false;
-    await sleep(stepMs);
-  }
-  return true;
 }
 
 /** SIGKILL each pid that is still alive (processes the test started). */

@@ -11,14 +11,18 @@ import type { Account } from "./accounts.ts";
 import type { Part } from "./bytes.ts";
 import type { LedgerEntry } from "./ledger.ts";
 
-/** The pinned reply table (one for every suite), re-exported for the rows' users. */
+/** Compatibility path: the one pinned reply table lives in `pinned_replies.ts`. */
 export { R } from "./pinned_replies.ts";
 import { R } from "./pinned_replies.ts";
 
-/** Unique password markers: none of them may ever show up in a log. */
+// Unique password markers: none of them may ever show up in a log.
+/** The accounts' password in the rows. */
 export const OLD = "Old-mk1 pw";
+/** The new password the rows set. */
 export const NEW = "New-mk2 pw";
+/** A password no account has. */
 export const WRONG = "Wrong-mk3 pw";
+/** Every marker (and its core) that must never appear in a log or reply. */
 export const SECRETS = [OLD, NEW, WRONG, "mk1", "mk2", "mk3"] as const;
 
 /** Users for the rows; prefixes pick fakeauth's behaviour. */

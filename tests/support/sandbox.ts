@@ -1,6 +1,9 @@
 /**
- * A temporary directory with a fakeauth ledger and account file, removed
- * on dispose, plus the paths of the fixture and of `main.ts`.
+ * The one temporary directory a test works in (`Sandbox`, removed on
+ * dispose): the fakeauth ledger and account file, trivial back-end
+ * scripts, room for certificates and other files; plus the paths of the
+ * fixture and of `main.ts`, the standard timings and the environment every
+ * spawned program starts from.
  *
  * @module
  */
@@ -13,6 +16,7 @@ import {
 } from "./accounts.ts";
 import { checkLedger } from "./checker.ts";
 import { type LedgerEntry, readLedger } from "./ledger.ts";
+import { greeting } from "./pinned_replies.ts";
 import type { Transcript } from "./talk.ts";
 
 const path = (relative: string) =>
@@ -54,10 +58,41 @@ export const QUICK = [
 /** The host name the tests give the server; it appears in the greeting. */
 export const HOST = "poppass.test";
 
-/** The greeting's exact text for `HOST`. */
-export const GREETING = `200 ${HOST} hello, who are you?\r\n`;
+/** The greeting's exact text for `HOST` (from the pinned reply table). */
+export const GREETING: string = greeting(HOST);
 
-/** A temporary ledger and account file for one test. */
+/**
+ * Trivial back ends: they read fd 3 and exit at once. `rule` rejects user
+ * names that start with `bad`; `ok` accepts everything; `slow` sleeps 1 s;
+ * `env` appends its environment to `$ENV_LOG`.
+ */
+const SCRIPTS = {
+  ok: "cat <&3 >/dev/null\nexit 0\n",
+  rule:
+    'u=$(head -c 3 <&3)\ncat <&3 >/dev/null\n[ "$u" = bad ] && exit 1\nexit 0\n',
+  slow: "cat <&3 >/dev/null\nsleep 1\nexit 0\n",
+  env: 'cat <&3 >/dev/null\nenv >>"$ENV_LOG"\nexit 0\n',
+} as const;
+
+/** The name of a trivial back-end script (see `Sandbox.script`). */
+export type ScriptName = keyof typeof SCRIPTS;
+
+/** fakeauth's files inside a sandbox, shaped to spread into `Server.start`. */
+export interface FakeauthFiles {
+  readonly ledger: string;
+  readonly accounts: string;
+  /** Environment for the server (the children inherit it). */
+  readonly env: Record<string, string>;
+  /** The checkpassword chain and `PASSWORD_COMMAND` that run fakeauth. */
+  readonly check: string[];
+  readonly password: string;
+}
+
+/**
+ * A temporary directory for one test: fakeauth's ledger and account file
+ * (written at creation), the trivial back-end scripts, and any other file
+ * by `path`. Dispose removes it all.
+ */
 export class Sandbox implements AsyncDisposable {
   readonly dir: string;
   readonly ledgerPath: string;
@@ -71,13 +106,39 @@ export class Sandbox implements AsyncDisposable {
     this.accountsPath = `${dir}/accounts`;
   }
 
-  /** Create the directory and write the account file. */
+  /** Create the directory, the back-end scripts and the account file. */
   static async create(pairs: readonly Account[] = []): Promise<Sandbox> {
     const box = new Sandbox(
       await Deno.makeTempDir({ prefix: "poppass-test-" }),
     );
+    for (const [name, body] of Object.entries(SCRIPTS)) {
+      const path = box.script(name as ScriptName);
+      await Deno.writeTextFile(path, `#!/bin/sh\n${body}`);
+      await Deno.chmod(path, 0o755);
+    }
     box.before = await writeAccounts(box.accountsPath, pairs);
     return box;
+  }
+
+  /** A path inside the directory. */
+  path(name: string): string {
+    return `${this.dir}/${name}`;
+  }
+
+  /** The path of a trivial back-end script. */
+  script(name: ScriptName): string {
+    return this.path(`${name}.sh`);
+  }
+
+  /** Paths and settings for running fakeauth as both back ends (listen mode). */
+  fakeauth(extra: Record<string, string> = {}): FakeauthFiles {
+    return {
+      ledger: this.ledgerPath,
+      accounts: this.accountsPath,
+      env: this.env(extra),
+      check: [FAKEAUTH, "check"],
+      password: `${FAKEAUTH} set`,
+    };
   }
 
   /** The variables fakeauth reads, plus `extra`. */
@@ -117,6 +178,7 @@ export class Sandbox implements AsyncDisposable {
     });
   }
 
+  /** Remove the directory and everything in it. */
   async [Symbol.asyncDispose](): Promise<void> {
     await Deno.remove(this.dir, { recursive: true });
   }

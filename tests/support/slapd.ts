@@ -14,9 +14,9 @@
  */
 
 import { freePort } from "./client.ts";
-import { sleep, withTimeout } from "./talk.ts";
+import { sleep, waitUntil, within } from "./time.ts";
 import { hasTool } from "./tools.ts";
-import { procInfo, waitUntil } from "./procs.ts";
+import { procInfo } from "./procs.ts";
 
 /** slapd, the ldap-utils and openssl are installed (tests/setup.sh). */
 export const HAVE_SLAPD = (() => {
@@ -321,7 +321,7 @@ ${policy}`;
     } catch {
       // Already gone.
     }
-    await withTimeout(child.status, 10_000, "slapd to exit");
+    await within(child.status, 10_000, "slapd to exit");
   }
 
   /** Start slapd again on the same port with the same database. */

@@ -17,7 +17,8 @@ import {
   type Sandbox,
   SHORT,
 } from "./sandbox.ts";
-import { Collector, Talk, type Transcript, withTimeout } from "./talk.ts";
+import { Collector, Talk, type Transcript } from "./talk.ts";
+import { within } from "./time.ts";
 
 /** How to start the server. */
 export interface StdioOptions {
@@ -94,8 +95,8 @@ export class StdioServer implements AsyncDisposable {
 
   /** Wait for the process to end (and its log to be complete); throws after `ms`. */
   async exit(ms = 10_000): Promise<Ended> {
-    const status = await withTimeout(this.#child.status, ms, "server exit");
-    await withTimeout(this.stderr.done, ms, "server log to end");
+    const status = await within(this.#child.status, ms, "server exit");
+    await within(this.stderr.done, ms, "server log to end");
     return { code: status.code, signal: status.signal };
   }
 

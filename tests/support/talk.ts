@@ -9,30 +9,9 @@
 
 import { bytes, latin1, type Part } from "./bytes.ts";
 
-/** Race `promise` against a timer that is always cleared. */
-export async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  let id: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    id = setTimeout(
-      () => reject(new Error(`timed out after ${ms} ms: ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(id);
-  }
-}
-
-/** Sleep; the timer is never left behind. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+/** Compatibility path: `sleep` and `within` (once `withTimeout`) live in `time.ts`. */
+export { sleep, within as withTimeout } from "./time.ts";
+import { within } from "./time.ts";
 
 /** Reads a stream to its end in the background, keeping at most `cap` octets. */
 export class Collector {
@@ -40,6 +19,7 @@ export class Collector {
   #length = 0;
   #dropped = 0;
   #ended = false;
+  #error: unknown;
   #wake = new Set<() => void>();
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   /** Resolves when the stream has ended (or failed, or was cancelled). */
@@ -57,8 +37,9 @@ export class Collector {
         if (done) break;
         this.#append(value);
       }
-    } catch {
-      // The peer reset the connection or we cancelled: that is an end too.
+    } catch (error) {
+      // The peer reset the connection (or it was closed under us): an end too.
+      this.#error = error;
     } finally {
       this.#ended = true;
       this.#notify();
@@ -102,8 +83,14 @@ export class Collector {
     return this.#dropped;
   }
 
+  /** True once the stream has ended, failed or been cancelled. */
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** Why the stream failed (a reset, a TLS error); undefined after a clean EOF. */
+  get error(): unknown {
+    return this.#error;
   }
 
   /** Wait until `ready(bytes)` holds or the stream ends; throws after `ms`. */
@@ -123,7 +110,7 @@ export class Collector {
       wake();
     });
     try {
-      await withTimeout(reached, ms, what);
+      await within(reached, ms, what);
     } finally {
       this.#wake.delete(wake);
     }
@@ -157,12 +144,17 @@ export class Talk {
     readonly write: (data: Uint8Array) => Promise<void>,
   ) {}
 
-  /** Send octets as they are; false when the peer is gone. */
-  async send(...parts: Part[]): Promise<boolean> {
+  /** Send octets as they are and record them; rejects when the peer is gone. */
+  async deliver(...parts: Part[]): Promise<void> {
     const data = bytes(...parts);
     this.#sent.push(data);
+    await this.write(data);
+  }
+
+  /** Send octets as they are; false when the peer is gone. */
+  async send(...parts: Part[]): Promise<boolean> {
     try {
-      await this.write(data);
+      await this.deliver(...parts);
       return true;
     } catch {
       return false;
@@ -174,23 +166,42 @@ export class Talk {
     return this.send(text, "\r\n");
   }
 
-  /** The next reply line, CRLF included (Latin-1); throws at EOF or after `ms`. */
-  async reply(ms = 5_000): Promise<string> {
+  /**
+   * The next line, LF (and CR) included, as Latin-1; `undefined` when the
+   * peer closed first (the partial line stays for `rest`). Throws after `ms`.
+   */
+  async nextLine(ms = 5_000): Promise<string | undefined> {
     const hasLine = (data: Uint8Array) =>
       data.indexOf(0x0a, this.#consumed) >= 0;
     await this.incoming.until(hasLine, ms, "a reply line");
     const data = this.incoming.bytes;
     const lf = data.indexOf(0x0a, this.#consumed);
-    if (lf < 0) {
-      throw new Error(
-        `closed before a reply; got ${
-          JSON.stringify(latin1(data.subarray(this.#consumed)))
-        }`,
-      );
-    }
+    if (lf < 0) return undefined;
     const line = latin1(data.subarray(this.#consumed, lf + 1));
     this.#consumed = lf + 1;
     return line;
+  }
+
+  /** The next reply line, CRLF included (Latin-1); throws at EOF or after `ms`. */
+  async reply(ms = 5_000): Promise<string> {
+    const line = await this.nextLine(ms);
+    if (line === undefined) {
+      throw new Error(
+        `closed before a reply; got ${
+          JSON.stringify(latin1(this.incoming.bytes.subarray(this.#consumed)))
+        }`,
+      );
+    }
+    return line;
+  }
+
+  /** Everything not yet read once the peer has closed (Latin-1); throws after `ms`. */
+  async rest(ms = 5_000): Promise<string> {
+    await this.closed(ms);
+    const data = this.incoming.bytes;
+    const text = latin1(data.subarray(this.#consumed));
+    this.#consumed = data.length;
+    return text;
   }
 
   /** Wait for the server to close (EOF); throws after `ms`. */

@@ -5,10 +5,11 @@
  * @module
  */
 
-import { freePort, SocketClient } from "./client.ts";
-import { descendants, killAll, waitUntil } from "./procs.ts";
+import { Client, freePort } from "./client.ts";
+import { descendants, killAll } from "./procs.ts";
+import { waitUntil, within } from "./time.ts";
 import { ROOT } from "./sandbox.ts";
-import { Collector, withTimeout } from "./talk.ts";
+import { Collector } from "./talk.ts";
 
 /** How to start tcpserver. */
 export interface TcpserverOptions {
@@ -83,9 +84,9 @@ export class Tcpserver implements AsyncDisposable {
   }
 
   /** Connect a raw client. */
-  connect(): Promise<SocketClient> {
+  connect(): Promise<Client> {
     this.#connections++;
-    return SocketClient.connect(this.port);
+    return Client.connect(this.port);
   }
 
   /** Everything logged so far. */
@@ -124,7 +125,7 @@ export class Tcpserver implements AsyncDisposable {
     } catch {
       // Already gone.
     }
-    await withTimeout(this.#child.status, 5_000, "tcpserver to exit");
+    await within(this.#child.status, 5_000, "tcpserver to exit");
     killAll(sessions);
     await this.stderr.cancel();
   }

@@ -1,6 +1,7 @@
 /**
- * Which outside tools a test can use (doveadm, openssl, mkpasswd …), so
- * tests that need one are ignored with a clear reason instead of failing.
+ * Outside tools: which ones a test can use (doveadm, openssl, mkpasswd …),
+ * so tests that need one are ignored with a clear reason instead of
+ * failing, and running one to its end.
  *
  * @module
  */
@@ -13,4 +14,20 @@ export function hasTool(name: string): boolean {
     } catch { /* not in this folder */ }
   }
   return false;
+}
+
+/** Run a program to its end (bounded by its own simplicity); throws on failure. */
+export async function run(argv: readonly string[]): Promise<string> {
+  const out = await new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `${argv.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return new TextDecoder().decode(out.stdout);
 }

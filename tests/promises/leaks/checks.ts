@@ -11,13 +11,13 @@ import { readAccounts, writeAccounts } from "../../support/accounts.ts";
 import { bytes, hex, latin1 } from "../../support/bytes.ts";
 import { checkLedger } from "../../support/checker.ts";
 import type { LedgerEntry } from "../../support/ledger.ts";
-import { alive, groupMembers, waitUntil } from "../../support/procs.ts";
-import { R } from "../../support/rows.ts";
+import { alive, childrenOf, groupMembers } from "../../support/procs.ts";
+import { waitUntil } from "../../support/time.ts";
+import { R } from "../../support/pinned_replies.ts";
 import { GREETING, type Sandbox } from "../../support/sandbox.ts";
 import type { Transcript } from "../../support/talk.ts";
 import { accountsOf, type Key, marker } from "./backends.ts";
 import { fds, TreeSampler } from "./processes.ts";
-import { childrenOf } from "../../support/procs.ts";
 import type { Target } from "./targets.ts";
 import { ask, type Injected, nextUser } from "./faults.ts";
 

@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import { writeAccounts } from "../../support/accounts.ts";
 import { bytes } from "../../support/bytes.ts";
-import type { SocketClient } from "../../support/client.ts";
-import { R } from "../../support/rows.ts";
+import type { Client } from "../../support/client.ts";
+import { R } from "../../support/pinned_replies.ts";
 import { GREETING } from "../../support/sandbox.ts";
 import type { Transcript } from "../../support/talk.ts";
 import { CHILD_TIMEOUT_MS } from "./settings.ts";
@@ -123,7 +123,7 @@ export function nextUser(): number {
 
 /** Send one line and return the reply. */
 export async function ask(
-  client: SocketClient,
+  client: Client,
   ...line: Parameters<typeof bytes>
 ): Promise<string> {
   await client.talk.line(bytes(...line));

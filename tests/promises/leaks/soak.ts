@@ -8,7 +8,7 @@
 import { writeAccounts } from "../../support/accounts.ts";
 import { bytes } from "../../support/bytes.ts";
 import { listProcesses, type ProcInfo } from "../../support/procs.ts";
-import { R } from "../../support/rows.ts";
+import { R } from "../../support/pinned_replies.ts";
 import { GREETING, type Sandbox } from "../../support/sandbox.ts";
 import { CHILD_TIMEOUT_MS } from "./settings.ts";
 import { accountsOf, force, type Key } from "./backends.ts";

@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { waitUntil } from "../../support/procs.ts";
+import { waitUntil } from "../../support/time.ts";
+import { childrenOf } from "../../support/procs.ts";
 import { SOAK_CAP_MS, SOAK_CONCURRENCY, SOAK_SESSIONS } from "./settings.ts";
 import { marker } from "./backends.ts";
-import { childrenOf } from "../../support/procs.ts";
 import { withTcpserver } from "./targets.ts";
 import type { Injected } from "./faults.ts";
 import { verifyAll } from "./checks.ts";

@@ -6,9 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { SocketClient } from "../../support/client.ts";
+import { Client } from "../../support/client.ts";
 import type { LedgerEntry } from "../../support/ledger.ts";
-import { type ProcInfo, waitUntil } from "../../support/procs.ts";
+import type { ProcInfo } from "../../support/procs.ts";
+import { waitUntil } from "../../support/time.ts";
 import { baseEnv, HOST, MAIN, Sandbox } from "../../support/sandbox.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
 import { Server } from "../../support/listen_server.ts";
@@ -25,9 +26,9 @@ export interface Target {
   readonly listener?: number;
   /** A process that lives as long as the server (fd3spawn), not a leak. */
   readonly kept?: (p: ProcInfo) => boolean;
-  connect(): Promise<SocketClient>;
+  connect(): Promise<Client>;
   /** The session's key, once its greeting has arrived. */
-  keyOf(client: SocketClient): Promise<Key>;
+  keyOf(client: Client): Promise<Key>;
   /** The session of a back-end run (matches `Key.session`). */
   sessionOf(entry: LedgerEntry): string;
   /** Wait (bounded) until every session so far has ended. */
@@ -99,7 +100,7 @@ export async function withListener(
       : { kept: (p: ProcInfo) => p.cmdline === spawner }),
     connect: () => {
       connected++;
-      return SocketClient.connect(server.port());
+      return Client.connect(server.port());
     },
     keyOf: (client) => {
       const port = String(client.localPort);

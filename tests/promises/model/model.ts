@@ -8,7 +8,7 @@
 
 import { hex, latin1 } from "../../support/bytes.ts";
 import { validPassword, validUser } from "../../support/payload.ts";
-import { R } from "../../support/rows.ts";
+import { R } from "../../support/pinned_replies.ts";
 import { MAX_LINE, PAYLOAD_MAX } from "./settings.ts";
 import { type Act, NORMAL } from "./scripts.ts";
 import type { World } from "./world.ts";

@@ -9,10 +9,10 @@
 import { readAccounts, writeAccounts } from "../../support/accounts.ts";
 import { bytes, hex, latin1, show } from "../../support/bytes.ts";
 import { checkLedger } from "../../support/checker.ts";
-import type { SocketClient } from "../../support/client.ts";
+import type { Client } from "../../support/client.ts";
 import type { LedgerEntry } from "../../support/ledger.ts";
-import { sleep } from "../../support/talk.ts";
-import { R } from "../../support/rows.ts";
+import { sleep } from "../../support/time.ts";
+import { R } from "../../support/pinned_replies.ts";
 import type { Sandbox } from "../../support/sandbox.ts";
 import { WAIT_MS } from "./settings.ts";
 import type { Script } from "./scripts.ts";
@@ -22,7 +22,7 @@ import { accountsOf } from "./targets.ts";
 
 /** Run one session's lines over its connection. */
 async function drive(
-  client: SocketClient,
+  client: Client,
   s: Script,
   w: World,
 ): Promise<Seen> {
@@ -95,7 +95,7 @@ export interface Target {
   readonly box: Sandbox;
   /** Where the wrapper reads `PORT MODE BEHAVIOUR` lines. */
   readonly forcePath: string;
-  connect(): Promise<SocketClient>;
+  connect(): Promise<Client>;
   /** Wait (bounded) until every session so far has ended; a string says what is wrong. */
   settle(): Promise<string[]>;
   log(): string;
@@ -134,7 +134,7 @@ export async function round(
   const { box } = target;
   await writeAccounts(box.accountsPath, []);
   await Deno.writeTextFile(box.ledgerPath, "");
-  const clients: SocketClient[] = [];
+  const clients: Client[] = [];
   const before = new Map<string, Uint8Array>();
   let seen: Seen[];
   try {

@@ -7,8 +7,8 @@
  */
 
 import fc from "fast-check";
-import { SocketClient } from "../../support/client.ts";
-import { waitUntil } from "../../support/procs.ts";
+import { Client } from "../../support/client.ts";
+import { waitUntil } from "../../support/time.ts";
 import {
   baseEnv,
   FAKEAUTH,
@@ -17,8 +17,8 @@ import {
   Sandbox,
 } from "../../support/sandbox.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
-import { spawnerOf } from "../../support/fd3exec.ts";
 import { Server } from "../../support/listen_server.ts";
+import { spawnerOf } from "../../support/fd3exec.ts";
 import { PATH, RUNS, SEED, SHRINK, TIMINGS } from "./settings.ts";
 import { SCRIPTS } from "./scripts.ts";
 import { round, type Target } from "./round.ts";
@@ -108,7 +108,7 @@ export async function withListener(
     forcePath,
     connect: () => {
       connected++;
-      return SocketClient.connect(server.port());
+      return Client.connect(server.port());
     },
     settle: async () => {
       const ended = () => server.grep(/: session end: /).length;

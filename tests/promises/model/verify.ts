@@ -7,7 +7,7 @@
 
 import { bytes, hex, latin1, show } from "../../support/bytes.ts";
 import type { LedgerEntry } from "../../support/ledger.ts";
-import { R } from "../../support/rows.ts";
+import { R } from "../../support/pinned_replies.ts";
 import { GREETING } from "../../support/sandbox.ts";
 import { DELAY_SLACK_MS, FAIL_DELAY_MS, MAX_LINE } from "./settings.ts";
 import type { Script } from "./scripts.ts";

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { HAVE_SLAPD, PEOPLE, Slapd, userDn } from "../../support/slapd.ts";
 import { baseEnv, GREETING, HOST, MAIN, ROOT } from "../../support/sandbox.ts";
 import { converse } from "../../support/talk.ts";
-import { SocketClient } from "../../support/client.ts";
+import { Client } from "../../support/client.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
 import { Server } from "../../support/listen_server.ts";
 
@@ -35,7 +35,7 @@ function ldapArgs(slapd: Slapd): string[] {
 
 /** Open a connection, run the dialogue, return everything received. */
 async function session(port: number, lines: string[]): Promise<string> {
-  await using client = await SocketClient.connect(port);
+  await using client = await Client.connect(port);
   return await converse(client.talk, lines, 15_000);
 }
 
@@ -180,7 +180,7 @@ Deno.test(
       // Wrong password and unknown user: the same octets after the same
       // failure delay, measured from the pass line.
       const timed = async (user: string) => {
-        await using client = await SocketClient.connect(port);
+        await using client = await Client.connect(port);
         const talk = client.talk;
         await talk.reply(15_000);
         await talk.line(`user ${user}`);

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { Server } from "../../support/listen_server.ts";
-import { SocketClient } from "../../support/client.ts";
+import { Client } from "../../support/client.ts";
 import { baseEnv, GREETING, HOST, MAIN, ROOT } from "../../support/sandbox.ts";
 import { converse } from "../../support/talk.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
@@ -56,7 +56,7 @@ function listen(service: string, extra: string[] = []): Promise<Server> {
 }
 
 async function dialogue(port: number, lines: string[]): Promise<string> {
-  await using client = await SocketClient.connect(port);
+  await using client = await Client.connect(port);
   return await converse(client.talk, lines, 20_000);
 }
 
@@ -154,7 +154,7 @@ Deno.test({
 
     // A and B both wait at the password; then A sends a wrong one.
     const ready = async (user: string) => {
-      const client = await SocketClient.connect(port);
+      const client = await Client.connect(port);
       await client.talk.reply(20_000);
       await client.talk.line(`user ${user}`);
       await client.talk.reply(20_000);
@@ -171,7 +171,7 @@ Deno.test({
 
     // While A's check is inside PAM: a new client's greeting, B's check.
     const cStart = performance.now();
-    await using c = await SocketClient.connect(port);
+    await using c = await Client.connect(port);
     assert.equal(await c.talk.reply(20_000), GREETING);
     const greeted = performance.now() - cStart;
     const bStart = performance.now();

@@ -10,7 +10,7 @@ import { greeting, R } from "../../support/pinned_replies.ts";
 import { baseEnv, HOST, Sandbox } from "../../support/sandbox.ts";
 import { StdioServer } from "../../support/stdio.ts";
 import { Server } from "../../support/listen_server.ts";
-import { Client } from "../../support/listen_client.ts";
+import { Client } from "../../support/client.ts";
 import { closeHashPool, make } from "../../../lib/hash/mod.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);

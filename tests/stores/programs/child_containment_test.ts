@@ -14,9 +14,10 @@ import {
 import type { StarterChoice } from "../../../lib/stores/programs/starter.ts";
 import { fakeBackend, testPeer, TIMEOUT } from "../../support/backend.ts";
 import { bytes, checkPayload } from "../../support/bytes.ts";
-import { alive, groupMembers, waitUntil } from "../../support/procs.ts";
-import { forEachLauncher, type Launcher } from "../../support/fd3exec.ts";
+import { alive, groupMembers } from "../../support/procs.ts";
+import { waitUntil } from "../../support/time.ts";
 import { FAKEAUTH, Sandbox } from "../../support/sandbox.ts";
+import { forEachLauncher, type Launcher } from "../../support/fd3exec.ts";
 
 const PROBE = new URL("../../support/fixtures/flood_probe.ts", import.meta.url)
   .pathname;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { shimStarter } from "../../../lib/stores/programs/command.ts";
 import { UsageError } from "../../../lib/config/options.ts";
 import { forEachLauncher, type Launcher } from "../../support/fd3exec.ts";
-import { Client } from "../../support/listen_client.ts";
+import { Client } from "../../support/client.ts";
 import { greeting, R } from "../../support/pinned_replies.ts";
 import { Server } from "../../support/listen_server.ts";
 

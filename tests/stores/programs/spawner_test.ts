@@ -17,6 +17,13 @@ import {
 import type { Starter } from "../../../lib/stores/programs/starter.ts";
 import { writeAccounts } from "../../support/accounts.ts";
 import { bytes, hex } from "../../support/bytes.ts";
+import { readLedger } from "../../support/ledger.ts";
+import { Client } from "../../support/client.ts";
+import { Sandbox } from "../../support/sandbox.ts";
+import { alive, inGroups, listProcesses } from "../../support/procs.ts";
+import { greeting, R } from "../../support/pinned_replies.ts";
+import { Server } from "../../support/listen_server.ts";
+import { until, within } from "../../support/time.ts";
 import {
   forEachLauncher,
   type Launcher,
@@ -26,13 +33,6 @@ import {
   CHILD_DEADLINE_MARGIN_MS,
   PAYLOAD_MAX,
 } from "../../../lib/common/limits.ts";
-import { readLedger } from "../../support/ledger.ts";
-import { Client } from "../../support/listen_client.ts";
-import { fakeauth, Scratch } from "../../support/listen_fixtures.ts";
-import { alive, inGroups, listProcesses } from "../../support/procs.ts";
-import { greeting, R } from "../../support/pinned_replies.ts";
-import { Server } from "../../support/listen_server.ts";
-import { until, within } from "../../support/listen_time.ts";
 
 const TIMEOUT = 10_000;
 const ONLY = ["spawner"] as const;
@@ -129,7 +129,7 @@ forEachLauncher(
 forEachLauncher(
   "when fd3spawn dies, its runs end as temporary failures, its programs die, and the next run starts a new one",
   async (launch) => {
-    await using scratch = await Scratch.create();
+    await using scratch = await Sandbox.create();
     const logged: string[] = [];
     const spawner = fd3spawnStarter(pathOf(launch), (m) => logged.push(m));
     const pidFile = `${scratch.dir}/pid`;
@@ -181,9 +181,9 @@ forEachLauncher(
 forEachLauncher(
   "listen mode: SIGTERM lets a change running in fd3spawn finish, then no process is left",
   async (launch) => {
-    await using scratch = await Scratch.create();
+    await using scratch = await Sandbox.create();
     // setpassword sleeps 1 s before it changes the account.
-    const fa = fakeauth(scratch, { FAKEAUTH_BEHAVE_SET: "slow" });
+    const fa = scratch.fakeauth({ FAKEAUTH_BEHAVE_SET: "slow" });
     await writeAccounts(fa.accounts, [["carol", "old"]]);
     await using server = await Server.start({
       options: [...launch.flags, "--listen", "127.0.0.1:0"],
@@ -232,7 +232,7 @@ forEachLauncher(
 forEachLauncher(
   "fd3spawn refuses a payload over 512 octets as a malformed request: exit 111, nothing run",
   async (launch) => {
-    await using scratch = await Scratch.create();
+    await using scratch = await Sandbox.create();
     const ran = `${scratch.dir}/ran`;
     const child = rawSpawner(pathOf(launch));
     const frame = encodeRequest(1, {
@@ -260,7 +260,7 @@ forEachLauncher(
 forEachLauncher(
   "a stopped fd3spawn holds a run no longer than its deadline plus the margin; fd3spawn and its program are killed",
   async (launch) => {
-    await using scratch = await Scratch.create();
+    await using scratch = await Sandbox.create();
     const logged: string[] = [];
     const spawner = fd3spawnStarter(pathOf(launch), (m) => logged.push(m));
     const pidFile = `${scratch.dir}/pid`;

@@ -16,7 +16,7 @@ import {
   type TestDatabase,
 } from "../../support/databases.ts";
 import { Server } from "../../support/listen_server.ts";
-import { SocketClient } from "../../support/client.ts";
+import { Client } from "../../support/client.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
 import { baseEnv, MAIN, ROOT } from "../../support/sandbox.ts";
 import { greeting, R } from "../../support/pinned_replies.ts";
@@ -51,7 +51,7 @@ async function mailDatabase(db: TestDatabase): Promise<void> {
 
 /** One dialogue: send each line, expect each reply (exact octets). */
 async function dialogue(
-  client: SocketClient,
+  client: Client,
   steps: [line: string | undefined, reply: string][],
 ): Promise<void> {
   for (const [line, reply] of steps) {
@@ -95,7 +95,7 @@ Deno.test({
       ),
     );
     {
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user alice@example.org", R.userOk],
@@ -110,7 +110,7 @@ Deno.test({
       /^\{SHA512-CRYPT\}\$6\$/,
     );
     {
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user nobody@example.org", R.userOk],
@@ -120,7 +120,7 @@ Deno.test({
     }
     {
       // Killed between pass and newpass.
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user bob@example.org", R.userOk],
@@ -134,7 +134,7 @@ Deno.test({
       /change failed for bob@example\.org: temporary, postgresql .*: (password|update) query: /,
     );
     {
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user bob@example.org", R.userOk],
@@ -144,7 +144,7 @@ Deno.test({
     }
     await db.start();
     {
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user bob@example.org", R.userOk],
@@ -248,7 +248,7 @@ Deno.test({
       /warning: the database cannot be used now \(.*password query at startup: .*\); sessions get temporary failures until it can/,
     );
     {
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user alice@example.org", R.userOk],
@@ -258,7 +258,7 @@ Deno.test({
     }
     await db.start();
     {
-      await using c = await SocketClient.connect(server.port());
+      await using c = await Client.connect(server.port());
       await dialogue(c, [
         [undefined, greeting(HOST)],
         ["user alice@example.org", R.userOk],
