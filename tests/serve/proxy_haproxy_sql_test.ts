@@ -20,7 +20,7 @@ import {
 } from "../support/databases.ts";
 import { BoundClient, HAPROXY, Haproxy } from "../support/haproxy.ts";
 import { Server } from "../support/listen_server.ts";
-import { pool, until, within } from "../support/listen_time.ts";
+import { pool, until, within } from "../support/time.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { hasTool } from "../support/tools.ts";
 import {

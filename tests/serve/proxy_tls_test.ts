@@ -13,14 +13,10 @@ import { findEntry, readPasswdFile } from "../../lib/stores/passwdfile/file.ts";
 import { writeAccounts } from "../support/accounts.ts";
 import { Haproxy } from "../support/haproxy.ts";
 import { readLedger } from "../support/ledger.ts";
-import {
-  type Cert,
-  fakeauth,
-  makeCert,
-  Scratch,
-} from "../support/listen_fixtures.ts";
+import { type Cert, makeCert } from "../support/certs.ts";
+import { Sandbox } from "../support/sandbox.ts";
 import { Server } from "../support/listen_server.ts";
-import { pool, until, within } from "../support/listen_time.ts";
+import { pool, until, within } from "../support/time.ts";
 import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import {
@@ -62,9 +58,9 @@ function closedBy(socket: { once(e: "close", f: () => void): unknown }) {
 }
 
 Deno.test("a v2 header in clear, then TLS: the header's client in the log and for the children", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
-  const fa = fakeauth(scratch);
+  const fa = scratch.fakeauth();
   await writeAccounts(fa.accounts, [["tess", "old pw"]]);
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, ...QUICK],
@@ -198,7 +194,7 @@ Deno.test("a v2 header in clear, then TLS: the header's client in the log and fo
 });
 
 Deno.test("a trusted peer that starts TLS without a header is closed without a greeting, one log line", async (t) => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, ...QUICK],
@@ -239,7 +235,7 @@ Deno.test("a trusted peer that starts TLS without a header is closed without a g
 });
 
 Deno.test("the per-IP TLS handshake cap counts the header's source, not the balancer", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, "--max-per-ip", "2"],
@@ -298,7 +294,7 @@ Deno.test("the per-IP TLS handshake cap counts the header's source, not the bala
 });
 
 Deno.test("behind HAProxy (send-proxy-v2, TLS passed through): full changes on a shared passwd-file, real addresses", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   const users = ["u0", "u1", "u2", "u3", "u4", "u5"];
   const passwd = scratch.path("passwd");
@@ -397,7 +393,7 @@ Deno.test("behind HAProxy (send-proxy-v2, TLS passed through): full changes on a
 });
 
 Deno.test("behind HAProxy with a greeting check over TLS (check-ssl): UP, checks not logged", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, ...QUICK],
@@ -431,7 +427,7 @@ Deno.test("behind HAProxy with a greeting check over TLS (check-ssl): UP, checks
 });
 
 Deno.test("silent after the header: dropped at the TLS handshake deadline, descriptors released", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, "--max-per-ip", "0"],
@@ -493,7 +489,7 @@ Deno.test("silent after the header: dropped at the TLS handshake deadline, descr
 });
 
 Deno.test("at most --max-sessions PROXY headers are awaited at once before TLS", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, "--max-sessions", "1"],
@@ -529,7 +525,7 @@ Deno.test("at most --max-sessions PROXY headers are awaited at once before TLS",
 });
 
 Deno.test("--max-per-ip counts sessions by the header's source over TLS", async () => {
-  await using scratch = await Scratch.create();
+  await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
     options: [...tlsOptions(cert), ...TRUSTED, ...QUICK, "--max-per-ip", "1"],

@@ -140,14 +140,6 @@ export class Client implements AsyncDisposable {
   }
 }
 
-/**
- * Compatibility name for `Client` (the tcpserver-era socket client): same
- * class, `SocketClient.connect(port)` still works.
- */
-export const SocketClient = Client;
-/** Compatibility name for `Client`. */
-export type SocketClient = Client;
-
 /** Close every client; never throws. */
 export async function closeAll(clients: Iterable<Client>): Promise<void> {
   await Promise.all([...clients].map((c) => c.close()));

@@ -6,9 +6,6 @@
  * @module
  */
 
-/** Compatibility path: polling lives in `time.ts`. */
-export { waitUntil } from "./time.ts";
-
 /** One process as `/proc/PID/stat` describes it. */
 export interface ProcInfo {
   readonly pid: number;

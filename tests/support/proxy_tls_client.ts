@@ -10,7 +10,7 @@
 import net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
-import { within } from "./listen_time.ts";
+import { within } from "./time.ts";
 
 /** Where and how to connect. */
 export interface TlsTarget {

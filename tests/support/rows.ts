@@ -11,8 +11,6 @@ import type { Account } from "./accounts.ts";
 import type { Part } from "./bytes.ts";
 import type { LedgerEntry } from "./ledger.ts";
 
-/** Compatibility path: the one pinned reply table lives in `pinned_replies.ts`. */
-export { R } from "./pinned_replies.ts";
 import { R } from "./pinned_replies.ts";
 
 // Unique password markers: none of them may ever show up in a log.

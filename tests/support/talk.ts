@@ -9,8 +9,6 @@
 
 import { bytes, latin1, type Part } from "./bytes.ts";
 
-/** Compatibility path: `sleep` and `within` (once `withTimeout`) live in `time.ts`. */
-export { sleep, within as withTimeout } from "./time.ts";
 import { within } from "./time.ts";
 
 /** Reads a stream to its end in the background, keeping at most `cap` octets. */
