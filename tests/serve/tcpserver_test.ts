@@ -37,6 +37,9 @@ import {
 } from "../support/fd3exec.ts";
 import { needs } from "../support/tools.ts";
 
+/** Every test here runs tcpserver. */
+const NEEDS = needs(import.meta.url, "tcpserver");
+
 /** Under tcpserver a run belongs to the client port tcpserver reported to it. */
 const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
 
@@ -67,6 +70,7 @@ forEachLauncher(
   "tcpserver: the happy path, byte for byte, with the ucspi-tcp environment",
   happyPath,
   STDIO_LAUNCHERS,
+  NEEDS,
 );
 
 async function happyPath(launch: Launcher) {
@@ -106,8 +110,6 @@ async function happyPath(launch: Launcher) {
     /qmail-poppass\[\d+\] ip=127\.0\.0\.1: Password change for bob succeeded\n/,
   );
 }
-
-const NEEDS = needs(import.meta.url, "tcpserver");
 
 Deno.test(
   "tcpserver: every row of the reply table gets its exact octets",

@@ -167,7 +167,8 @@ async function cachedBuild(kind: "fd3exec" | "spawner") {
  * Register one test per launcher: `name [sh shim]`, `name [fd3exec]`,
  * `name [fd3spawn]`, each ignored (and saying
  * why) where it cannot run, each with its own launcher, disposed after the
- * test.
+ * test. `gate` (from `needs()` in tools.ts) ignores them all when the test
+ * file's other tools are missing.
  */
 export function forEachLauncher(
   name: string,
@@ -177,12 +178,13 @@ export function forEachLauncher(
     kind: LauncherKind,
   ) => Promise<void>,
   kinds: readonly LauncherKind[] = LAUNCHERS,
+  gate: { ignore: boolean } = { ignore: false },
 ): void {
   for (const kind of kinds) {
     const { suffix, ignore } = launcherTest(kind);
     Deno.test({
       name: name + suffix,
-      ignore,
+      ignore: ignore || gate.ignore,
       fn: async (t) => {
         await using launch = await launcher(kind);
         await fn(launch, t, kind);
