@@ -50,6 +50,8 @@ export const TOOLS = {
   perl: { pkg: "perl-base" },
   slapd: { path: "/usr/sbin/slapd", pkg: "slapd" },
   ldapadd: { pkg: "ldap-utils" },
+  ldapwhoami: { pkg: "ldap-utils" },
+  ldapsearch: { pkg: "ldap-utils" },
   doveadm: { pkg: "dovecot-core" },
   mkpasswd: { pkg: "whois" },
   "fail2ban-regex": { pkg: "fail2ban" },
