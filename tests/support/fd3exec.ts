@@ -18,7 +18,7 @@ import {
   fd3spawnStarter,
 } from "../../lib/stores/programs/fd3spawn.ts";
 import type { Starter } from "../../lib/stores/programs/starter.ts";
-import { hasTool } from "./tools.ts";
+import { aptLine, needs } from "./tools.ts";
 
 const script = (name: string) =>
   decodeURIComponent(
@@ -37,7 +37,11 @@ export const STDIO_LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec"];
 /** Why `kind` cannot run here, or undefined. */
 export function missing(kind: LauncherKind): string | undefined {
   if (kind === "sh") return undefined;
-  if (!hasTool("cc")) return "cc not installed";
+  // The fd3exec/fd3spawn variants of every test need a C compiler; said
+  // once per process on stderr with its apt-get line.
+  if (needs(import.meta.url, "cc").ignore) {
+    return `cc not installed: ${aptLine(["cc"])}`;
+  }
   return undefined;
 }
 
