@@ -87,6 +87,7 @@ export function aptLine(tools: readonly Tool[]): string {
   return `apt-get install ${pkgs.join(" ")}`;
 }
 
+/** Lines and (file, tool) pairs already said on stderr in this process. */
 const said = new Set<string>();
 
 /** Print `line` to stderr once per process. */
