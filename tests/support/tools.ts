@@ -112,9 +112,13 @@ function testPath(url: string): string {
 export function needs(url: string, ...tools: Tool[]): { ignore: boolean } {
   const missing = tools.filter((t) => !haveTool(t));
   if (missing.length === 0) return { ignore: false };
-  sayOnce(
-    `skipped: ${testPath(url)} needs ${missing.join(" ")}: ${aptLine(missing)}`,
-  );
+  const file = testPath(url);
+  // Each missing tool is named once per file, however many gates name it.
+  const fresh = missing.filter((t) => !said.has(`${file} ${t}`));
+  for (const t of fresh) said.add(`${file} ${t}`);
+  if (fresh.length > 0) {
+    sayOnce(`skipped: ${file} needs ${fresh.join(" ")}: ${aptLine(fresh)}`);
+  }
   return { ignore: true };
 }
 
