@@ -22,7 +22,7 @@ import {
 } from "../support/sandbox.ts";
 import { sleep, within } from "../support/time.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const CGI = "/usr/lib/cgi-bin/poppass";
 const USER = "cgiuser";
@@ -117,45 +117,33 @@ async function change(old: string) {
   };
 }
 
-const NEEDS = needs(
-  import.meta.url,
-  "tcpserver",
-  "recordio",
-  "poppass-cgi",
-  "perl",
+const test = testWith(
+  needs(import.meta.url, "tcpserver", "recordio", "poppass-cgi", "perl"),
 );
 
-Deno.test(
-  "poppass-cgi changes a password through our server under tcpserver",
-  NEEDS,
-  async () => {
-    const { html, ledger, after, log, transcript } = await change(OLD);
-    assert.match(html, /Password Changed Successfully/);
-    assert.doesNotMatch(html, /Error:/);
-    assert.deepEqual(ledger.map((e) => [e.mode, hex(e.payload), e.exit]), [
-      ["check", hex(checkPayload(USER, OLD)), "0"],
-      ["set", hex(changePayload(USER, OLD, NEW)), "0"],
-    ]);
-    assert.equal(hex(passwordOf(after, USER)!), hex(bytes(NEW)));
-    assert.equal(
-      new TextDecoder().decode(transcript.sent),
-      `USER ${USER}\nPASS ${OLD}\nNEWPASS ${NEW}\nQUIT\n`,
-    );
-    assert.match(log, /ip=127\.0\.0\.1: Password change for cgiuser succeeded/);
-  },
-);
+test("poppass-cgi changes a password through our server under tcpserver", async () => {
+  const { html, ledger, after, log, transcript } = await change(OLD);
+  assert.match(html, /Password Changed Successfully/);
+  assert.doesNotMatch(html, /Error:/);
+  assert.deepEqual(ledger.map((e) => [e.mode, hex(e.payload), e.exit]), [
+    ["check", hex(checkPayload(USER, OLD)), "0"],
+    ["set", hex(changePayload(USER, OLD, NEW)), "0"],
+  ]);
+  assert.equal(hex(passwordOf(after, USER)!), hex(bytes(NEW)));
+  assert.equal(
+    new TextDecoder().decode(transcript.sent),
+    `USER ${USER}\nPASS ${OLD}\nNEWPASS ${NEW}\nQUIT\n`,
+  );
+  assert.match(log, /ip=127\.0\.0\.1: Password change for cgiuser succeeded/);
+});
 
-Deno.test(
-  "poppass-cgi shows the failure for a wrong old password and nothing is set",
-  NEEDS,
-  async () => {
-    const { html, ledger, after } = await change(WRONG);
-    assert.doesNotMatch(html, /Password Changed Successfully/);
-    assert.match(html, /Error:/);
-    assert.match(html, /Old password is incorrect or user not found\./);
-    assert.deepEqual(ledger.map((e) => [e.mode, hex(e.payload), e.exit]), [
-      ["check", hex(checkPayload(USER, WRONG)), "1"],
-    ]);
-    assert.equal(hex(passwordOf(after, USER)!), hex(bytes(OLD)));
-  },
-);
+test("poppass-cgi shows the failure for a wrong old password and nothing is set", async () => {
+  const { html, ledger, after } = await change(WRONG);
+  assert.doesNotMatch(html, /Password Changed Successfully/);
+  assert.match(html, /Error:/);
+  assert.match(html, /Old password is incorrect or user not found\./);
+  assert.deepEqual(ledger.map((e) => [e.mode, hex(e.payload), e.exit]), [
+    ["check", hex(checkPayload(USER, WRONG)), "1"],
+  ]);
+  assert.equal(hex(passwordOf(after, USER)!), hex(bytes(OLD)));
+});

@@ -39,7 +39,7 @@ import {
   spawnerOf,
 } from "../support/fd3exec.ts";
 import { programBackend } from "../../lib/stores/programs/programs.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const TIMINGS = QUICK;
 
@@ -269,7 +269,7 @@ async function play(
   }
 }
 
-const NEEDS = needs(import.meta.url, "tcpserver");
+const test = testWith(needs(import.meta.url, "tcpserver"));
 
 Deno.test("secrets: no password in stdio logs, replies or back-end argv/env, whatever fails", async () => {
   await using box = await Sandbox.create();
@@ -395,31 +395,27 @@ function sharedAccounts(mark: string): [string, string][] {
   ]);
 }
 
-Deno.test(
-  "secrets: no password in tcpserver's stderr, replies or back-end argv/env",
-  NEEDS,
-  async () => {
-    const mark = marker();
-    await using box = await Sandbox.create(sharedAccounts(mark));
-    await using server = await Tcpserver.start({
-      program: [MAIN, ...TIMINGS, HOST, FAKEAUTH, "check"],
-      env: { ...baseEnv(), ...box.env(), PASSWORD_COMMAND: `${FAKEAUTH} set` },
-    });
-    const { transcripts, ledger } = await overSockets(box, {
-      connect: () => server.connect(),
-      settle: async () => void await server.idle(undefined, 15_000),
-    }, mark);
-    assert.match(server.log, /stdout: (set-)?echox\d+\?\*{10,}/);
-    assert.deepEqual(
-      hits(mark, {
-        "tcpserver stderr": server.log,
-        replies: transcripts.map((t) => latin1(t.received)).join("\n"),
-        "ledger argv/env": ledgerText(ledger),
-      }),
-      [],
-    );
-  },
-);
+test("secrets: no password in tcpserver's stderr, replies or back-end argv/env", async () => {
+  const mark = marker();
+  await using box = await Sandbox.create(sharedAccounts(mark));
+  await using server = await Tcpserver.start({
+    program: [MAIN, ...TIMINGS, HOST, FAKEAUTH, "check"],
+    env: { ...baseEnv(), ...box.env(), PASSWORD_COMMAND: `${FAKEAUTH} set` },
+  });
+  const { transcripts, ledger } = await overSockets(box, {
+    connect: () => server.connect(),
+    settle: async () => void await server.idle(undefined, 15_000),
+  }, mark);
+  assert.match(server.log, /stdout: (set-)?echox\d+\?\*{10,}/);
+  assert.deepEqual(
+    hits(mark, {
+      "tcpserver stderr": server.log,
+      replies: transcripts.map((t) => latin1(t.received)).join("\n"),
+      "ledger argv/env": ledgerText(ledger),
+    }),
+    [],
+  );
+});
 
 forEachLauncher(
   "secrets: no password in the listen server's log, replies, back-end argv/env or fd3spawn's",

@@ -13,7 +13,7 @@ import { runOnce } from "../support/stdio.ts";
 import { makeCert } from "../support/certs.ts";
 import { run } from "../support/tools.ts";
 import { Server } from "../support/listen_server.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const TRUE_WARNING = /warning: the checkpassword chain ends in true/;
 
@@ -26,7 +26,7 @@ function stdioEnv(box: Sandbox, extra: Record<string, string> = {}) {
   };
 }
 
-const NEEDS = needs(import.meta.url, "openssl");
+const test = testWith(needs(import.meta.url, "openssl"));
 
 Deno.test("stdio: a chain ending in true is not warned about on every connection", async () => {
   await using box = await Sandbox.create();
@@ -141,68 +141,61 @@ Deno.test("--help names no source file", async () => {
   assert.doesNotMatch(stdout, /lib\/|\.c\b|\.ts\b/);
 });
 
-Deno.test(
-  "listen mode warns once at startup, and about certificates clients refuse",
-  NEEDS,
-  async (t) => {
-    await using scratch = await Sandbox.create();
-    const good = await makeCert(scratch, "good");
-    const bare = scratch.path("bare");
-    // openssl req -x509 without -addext: no subjectAltName, CA:TRUE.
-    await run([
-      "openssl",
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-keyout",
-      `${bare}.key`,
-      "-out",
-      `${bare}.crt`,
-    ]);
-    const start = (certFile: string, keyFile: string) =>
-      Server.start({
-        options: [
-          "--listen",
-          "127.0.0.1:0",
-          "--tls-cert",
-          certFile,
-          "--tls-key",
-          keyFile,
-        ],
-        check: [scratch.script("ok"), "/bin/true"],
-        password: scratch.script("ok"),
-      });
-    await t.step(
-      "a good certificate: only the chain's warning, once",
-      async () => {
-        await using server = await start(good.certFile, good.keyFile);
-        assert.equal(server.grep(/warning:/).length, 1, server.logs.join("\n"));
-        assert.equal(server.grep(TRUE_WARNING).length, 1);
-      },
+test("listen mode warns once at startup, and about certificates clients refuse", async (t) => {
+  await using scratch = await Sandbox.create();
+  const good = await makeCert(scratch, "good");
+  const bare = scratch.path("bare");
+  // openssl req -x509 without -addext: no subjectAltName, CA:TRUE.
+  await run([
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+    "-keyout",
+    `${bare}.key`,
+    "-out",
+    `${bare}.crt`,
+  ]);
+  const start = (certFile: string, keyFile: string) =>
+    Server.start({
+      options: [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        certFile,
+        "--tls-key",
+        keyFile,
+      ],
+      check: [scratch.script("ok"), "/bin/true"],
+      password: scratch.script("ok"),
+    });
+  await t.step(
+    "a good certificate: only the chain's warning, once",
+    async () => {
+      await using server = await start(good.certFile, good.keyFile);
+      assert.equal(server.grep(/warning:/).length, 1, server.logs.join("\n"));
+      assert.equal(server.grep(TRUE_WARNING).length, 1);
+    },
+  );
+  await t.step("no subjectAltName and CA:TRUE: one warning each", async () => {
+    await using server = await start(`${bare}.crt`, `${bare}.key`);
+    assert.equal(
+      server.grep(
+        /warning: the --tls-cert certificate has no subjectAltName: many clients check the host name only there/,
+      ).length,
+      1,
     );
-    await t.step(
-      "no subjectAltName and CA:TRUE: one warning each",
-      async () => {
-        await using server = await start(`${bare}.crt`, `${bare}.key`);
-        assert.equal(
-          server.grep(
-            /warning: the --tls-cert certificate has no subjectAltName: many clients check the host name only there/,
-          ).length,
-          1,
-        );
-        assert.equal(
-          server.grep(
-            /warning: the --tls-cert certificate is a CA certificate \(CA:TRUE\)/,
-          ).length,
-          1,
-        );
-      },
+    assert.equal(
+      server.grep(
+        /warning: the --tls-cert certificate is a CA certificate \(CA:TRUE\)/,
+      ).length,
+      1,
     );
-  },
-);
+  });
+});

@@ -12,7 +12,7 @@ import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until, within } from "../support/time.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const V4 = "127.0.0.1";
 const V6 = "::1";
@@ -68,7 +68,7 @@ async function release(server: Server, c: Client): Promise<void> {
   await server.waitForLog(/session end: eof/, 5_000, from);
 }
 
-const NEEDS = needs(import.meta.url, "openssl");
+const test = testWith(needs(import.meta.url, "openssl"));
 
 Deno.test("the session caps refuse the extra connection and give the slot back", async (t) => {
   await using scratch = await Sandbox.create();
@@ -180,52 +180,48 @@ Deno.test("an idle session is closed at --idle-timeout and gives its slot back",
   assert.equal(await next.line(), greeting());
 });
 
-Deno.test(
-  "over TLS the refusal line arrives encrypted and the slot comes back",
-  NEEDS,
-  async () => {
-    await using scratch = await Sandbox.create();
-    const cert = await makeCert(scratch, "caps");
-    await using server = await Server.start({
-      options: [
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert.certFile,
-        "--tls-key",
-        cert.keyFile,
-        "--max-per-ip",
-        "1",
-      ],
-      check: [scratch.script("ok")],
-      password: scratch.script("ok"),
-    });
-    const target = { hostname: V4, port: server.port(), caCerts: [cert.pem] };
-    const first = await Client.connect(target);
-    try {
-      assert.equal(await first.line(), greeting());
-      {
-        await using extra = await Client.connect(target);
-        assert.deepEqual(
-          await extra.rest(),
-          { data: R.tooMany, ending: "eof" },
-          String(extra.error),
-        );
-      }
-      await release(server, first);
-      await using again = await Client.connect(target);
-      assert.equal(await again.line(), greeting());
-    } finally {
-      await first.close();
+test("over TLS the refusal line arrives encrypted and the slot comes back", async () => {
+  await using scratch = await Sandbox.create();
+  const cert = await makeCert(scratch, "caps");
+  await using server = await Server.start({
+    options: [
+      "--listen",
+      "127.0.0.1:0",
+      "--tls-cert",
+      cert.certFile,
+      "--tls-key",
+      cert.keyFile,
+      "--max-per-ip",
+      "1",
+    ],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const target = { hostname: V4, port: server.port(), caCerts: [cert.pem] };
+  const first = await Client.connect(target);
+  try {
+    assert.equal(await first.line(), greeting());
+    {
+      await using extra = await Client.connect(target);
+      assert.deepEqual(
+        await extra.rest(),
+        { data: R.tooMany, ending: "eof" },
+        String(extra.error),
+      );
     }
-  },
-);
+    await release(server, first);
+    await using again = await Client.connect(target);
+    assert.equal(await again.line(), greeting());
+  } finally {
+    await first.close();
+  }
+});
 
 // A TLS connection counts from accept: at most --max-sessions may be in
 // their handshake at once, so silent clients cannot pile up descriptors
 // for the 10 s handshake deadline (tcpserver -c counts from accept too).
 Deno.test({
-  ...NEEDS,
+  ...needs(import.meta.url, "openssl"),
   name:
     "connections still in their TLS handshake count against the session cap",
   fn: async () => {
@@ -354,59 +350,51 @@ async function destroyAll(sockets: Socket[]): Promise<void> {
 
 // Issue 18 item 1: silent connections from one address used to fill every
 // handshake slot (--max-sessions in all) and lock every TLS client out.
-Deno.test(
-  "one address holding silent TLS connections cannot stop another address's TLS session",
-  NEEDS,
-  async () => {
-    await using scratch = await Sandbox.create();
-    const { server, cert } = await tlsCapped(scratch);
-    await using _ = server;
-    const attacker = await silent(server.port(), "127.0.0.2", 12);
-    try {
-      // 2 are in their handshake, the other 10 were dropped at accept.
-      await server.waitForLog(
-        /ip=127\.0\.0\.2: limit reached: max-per-ip 2 TLS handshakes in progress, connection dropped$/,
-      );
-      await using c = await Client.connect({
-        hostname: V4,
-        port: server.port(),
-        caCerts: [cert.pem],
-      });
-      assert.equal(await c.line(), greeting());
-      assert.equal(await c.ask("quit"), R.bye);
-    } finally {
-      await destroyAll(attacker);
-    }
-    await server.stop();
-    assert.equal(
-      droppedCount(server, "max-per-ip 2 TLS handshakes in progress"),
-      10,
+test("one address holding silent TLS connections cannot stop another address's TLS session", async () => {
+  await using scratch = await Sandbox.create();
+  const { server, cert } = await tlsCapped(scratch);
+  await using _ = server;
+  const attacker = await silent(server.port(), "127.0.0.2", 12);
+  try {
+    // 2 are in their handshake, the other 10 were dropped at accept.
+    await server.waitForLog(
+      /ip=127\.0\.0\.2: limit reached: max-per-ip 2 TLS handshakes in progress, connection dropped$/,
     );
-    assert.equal(droppedCount(server, "6 TLS handshakes in progress"), 0);
-  },
-);
+    await using c = await Client.connect({
+      hostname: V4,
+      port: server.port(),
+      caCerts: [cert.pem],
+    });
+    assert.equal(await c.line(), greeting());
+    assert.equal(await c.ask("quit"), R.bye);
+  } finally {
+    await destroyAll(attacker);
+  }
+  await server.stop();
+  assert.equal(
+    droppedCount(server, "max-per-ip 2 TLS handshakes in progress"),
+    10,
+  );
+  assert.equal(droppedCount(server, "6 TLS handshakes in progress"), 0);
+});
 
-Deno.test(
-  "--per-ip-prefix4 groups clients: two addresses of one /24 share --max-per-ip",
-  NEEDS,
-  async () => {
-    await using scratch = await Sandbox.create();
-    const { server } = await tlsCapped(scratch, ["--per-ip-prefix4", "24"]);
-    await using _ = server;
-    const held = await silent(server.port(), "127.0.0.2", 2);
-    try {
-      const more = await silent(server.port(), "127.0.0.3", 1);
-      held.push(...more);
-      const line = await server.waitForLog(/limit reached: /);
-      assert.match(
-        line,
-        /ip=127\.0\.0\.3: limit reached: max-per-ip 2 TLS handshakes in progress \(127\.0\.0\.0\/24\), connection dropped$/,
-      );
-    } finally {
-      await destroyAll(held);
-    }
-  },
-);
+test("--per-ip-prefix4 groups clients: two addresses of one /24 share --max-per-ip", async () => {
+  await using scratch = await Sandbox.create();
+  const { server } = await tlsCapped(scratch, ["--per-ip-prefix4", "24"]);
+  await using _ = server;
+  const held = await silent(server.port(), "127.0.0.2", 2);
+  try {
+    const more = await silent(server.port(), "127.0.0.3", 1);
+    held.push(...more);
+    const line = await server.waitForLog(/limit reached: /);
+    assert.match(
+      line,
+      /ip=127\.0\.0\.3: limit reached: max-per-ip 2 TLS handshakes in progress \(127\.0\.0\.0\/24\), connection dropped$/,
+    );
+  } finally {
+    await destroyAll(held);
+  }
+});
 
 Deno.test("refused connections are logged once per interval plus a count, not once each", async () => {
   await using scratch = await Sandbox.create();

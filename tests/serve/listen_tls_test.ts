@@ -15,7 +15,7 @@ import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until } from "../support/time.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const V4 = "127.0.0.1";
 
@@ -56,48 +56,38 @@ async function tlsChange(
 
 const FULL = [greeting(), R.userOk, R.passOk, R.changed, R.bye];
 
-const NEEDS = needs(import.meta.url, "openssl");
+const test = testWith(needs(import.meta.url, "openssl"));
 
-Deno.test(
-  "a TLS listener serves a full session with exact replies and fd-3 octets",
-  NEEDS,
-  async () => {
-    await using scratch = await Sandbox.create();
-    const cert = await makeCert(scratch, "server");
-    const fa = scratch.fakeauth();
-    await writeAccounts(fa.accounts, [["tess", "old pw"]]);
-    await using server = await Server.start({
-      options: tlsOptions(cert),
-      ...fa,
-    });
-    assert.deepEqual(server.bound.map((b) => [b.ip, b.tls]), [[V4, true]]);
-    const { got, port } = await tlsChange(
-      server.port(),
-      cert,
-      "tess",
-      "old pw",
-      "new pw",
-    );
-    assert.deepEqual(got, FULL);
-    const runs = await readLedger(fa.ledger);
-    assert.deepEqual(runs.map((e) => [e.mode, e.exit]), [["check", "0"], [
-      "set",
-      "0",
-    ]]);
-    assert.deepEqual(runs[0]!.payload, checkPayload("tess", "old pw"));
+test("a TLS listener serves a full session with exact replies and fd-3 octets", async () => {
+  await using scratch = await Sandbox.create();
+  const cert = await makeCert(scratch, "server");
+  const fa = scratch.fakeauth();
+  await writeAccounts(fa.accounts, [["tess", "old pw"]]);
+  await using server = await Server.start({ options: tlsOptions(cert), ...fa });
+  assert.deepEqual(server.bound.map((b) => [b.ip, b.tls]), [[V4, true]]);
+  const { got, port } = await tlsChange(
+    server.port(),
+    cert,
+    "tess",
+    "old pw",
+    "new pw",
+  );
+  assert.deepEqual(got, FULL);
+  const runs = await readLedger(fa.ledger);
+  assert.deepEqual(runs.map((e) => [e.mode, e.exit]), [["check", "0"], [
+    "set",
+    "0",
+  ]]);
+  assert.deepEqual(runs[0]!.payload, checkPayload("tess", "old pw"));
+  assert.deepEqual(runs[1]!.payload, changePayload("tess", "old pw", "new pw"));
+  for (const run of runs) {
     assert.deepEqual(
-      runs[1]!.payload,
-      changePayload("tess", "old pw", "new pw"),
+      ["PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT"]
+        .map((k) => run.env[k]),
+      ["TCP", V4, String(port), V4, String(server.port())],
     );
-    for (const run of runs) {
-      assert.deepEqual(
-        ["PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT"]
-          .map((k) => run.env[k]),
-        ["TCP", V4, String(port), V4, String(server.port())],
-      );
-    }
-  },
-);
+  }
+});
 
 /** Wait until the server's descriptor count is back at (or below) `baseline`. */
 function backTo(pid: number, baseline: number, ms: number): Promise<number> {
@@ -120,201 +110,189 @@ async function silent(port: number, n: number): Promise<Client[]> {
   return clients;
 }
 
-Deno.test(
-  "TLS clients that never handshake do not keep their sockets",
-  NEEDS,
-  async (t) => {
-    await using scratch = await Sandbox.create();
-    const cert = await makeCert(scratch, "server");
-    await using server = await Server.start({
-      options: [
-        ...tlsOptions(cert),
-        "--max-sessions",
-        "200",
-        "--max-per-ip",
-        "0",
-      ],
-      check: [scratch.script("ok")],
-      password: scratch.script("ok"),
-    });
-    const port = server.port();
-    assert.deepEqual((await tlsChange(port, cert, "warm", "a", "b")).got, FULL);
-    await sleep(200);
-    const baseline = fdCount(server.pid);
+test("TLS clients that never handshake do not keep their sockets", async (t) => {
+  await using scratch = await Sandbox.create();
+  const cert = await makeCert(scratch, "server");
+  await using server = await Server.start({
+    options: [
+      ...tlsOptions(cert),
+      "--max-sessions",
+      "200",
+      "--max-per-ip",
+      "0",
+    ],
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  assert.deepEqual((await tlsChange(port, cert, "warm", "a", "b")).got, FULL);
+  await sleep(200);
+  const baseline = fdCount(server.pid);
 
-    await t.step(
-      "50 silent clients that leave after 1 s release every descriptor",
-      async () => {
-        const clients = await silent(port, 50);
-        try {
-          await sleep(1_000);
-          const during = fdCount(server.pid);
-          assert.ok(
-            during >= baseline + 45,
-            `only ${during - baseline} more descriptors while connected`,
-          );
-          await closeAll(clients);
-          const { value: after, ms } = await timed(() =>
-            backTo(server.pid, baseline, 5_000)
-          );
-          console.log(
-            `silent TLS clients closing after 1 s: fds ${baseline} before, ${during} while connected, ${after} after (${
-              ms.toFixed(0)
-            } ms)`,
-          );
-        } finally {
-          await closeAll(clients);
-        }
-      },
-    );
-
-    await t.step(
-      "50 silent clients that stay are dropped at the handshake deadline",
-      async () => {
-        const clients = await silent(port, 50);
-        try {
-          await sleep(500);
-          const during = fdCount(server.pid);
-          assert.ok(during >= baseline + 45, `only ${during - baseline} more`);
-          const { value: endings, ms } = await timed(() =>
-            Promise.all(clients.map((c) => c.rest(15_000)))
-          );
-          assert.ok(
-            ms >= 9_000 && ms < 13_000,
-            `dropped after ${ms} ms, not at the 10 s deadline`,
-          );
-          for (const end of endings) assert.equal(end.data, "");
-          const after = await backTo(server.pid, baseline, 3_000);
-          console.log(
-            `silent TLS clients staying: fds ${baseline} before, ${during} while connected, ${after} after the server dropped them at ${
-              (ms / 1000).toFixed(1)
-            } s`,
-          );
-        } finally {
-          await closeAll(clients);
-        }
-      },
-    );
-
-    await t.step(
-      "plaintext sent to the TLS port is closed and the server goes on serving",
-      async () => {
-        {
-          await using c = await Client.connect({ hostname: V4, port });
-          await c.sendQuietly("user bob\r\npass secret\r\n");
-          const { data } = await c.rest(5_000);
-          // At most a TLS alert record (content type 21), never a poppassd reply.
-          assert.ok(
-            data === "" || data.charCodeAt(0) === 0x15,
-            JSON.stringify(data),
-          );
-        }
-        await server.waitForLog(/TLS handshake failed from 127\.0\.0\.1: /);
-        assert.deepEqual(
-          (await tlsChange(port, cert, "after", "a", "b")).got,
-          FULL,
+  await t.step(
+    "50 silent clients that leave after 1 s release every descriptor",
+    async () => {
+      const clients = await silent(port, 50);
+      try {
+        await sleep(1_000);
+        const during = fdCount(server.pid);
+        assert.ok(
+          during >= baseline + 45,
+          `only ${during - baseline} more descriptors while connected`,
         );
-        await backTo(server.pid, baseline, 3_000);
-      },
-    );
-  },
-);
+        await closeAll(clients);
+        const { value: after, ms } = await timed(() =>
+          backTo(server.pid, baseline, 5_000)
+        );
+        console.log(
+          `silent TLS clients closing after 1 s: fds ${baseline} before, ${during} while connected, ${after} after (${
+            ms.toFixed(0)
+          } ms)`,
+        );
+      } finally {
+        await closeAll(clients);
+      }
+    },
+  );
 
-Deno.test(
-  "SIGHUP loads a new certificate for new connections; a running session goes on",
-  NEEDS,
-  async (t) => {
-    await using scratch = await Sandbox.create();
-    const first = await makeCert(scratch, "first");
-    const second = await makeCert(scratch, "second");
-    const live = {
-      certFile: scratch.path("live.crt"),
-      keyFile: scratch.path("live.key"),
-    };
-    const install = async (cert: Cert) => {
-      await Deno.copyFile(cert.keyFile, live.keyFile);
-      await Deno.copyFile(cert.certFile, live.certFile);
-    };
-    await install(first);
-    await using server = await Server.start({
-      options: tlsOptions(live),
-      check: [scratch.script("ok")],
-      password: scratch.script("ok"),
-    });
-    const port = server.port();
-    assert.equal(await servedFingerprint(port), first.fingerprint);
-    await using running = await Client.connect({
-      hostname: V4,
-      port,
-      caCerts: [first.pem],
-    });
-    assert.equal(await running.line(), greeting());
-    assert.equal(await running.ask("user rita"), R.userOk);
+  await t.step(
+    "50 silent clients that stay are dropped at the handshake deadline",
+    async () => {
+      const clients = await silent(port, 50);
+      try {
+        await sleep(500);
+        const during = fdCount(server.pid);
+        assert.ok(during >= baseline + 45, `only ${during - baseline} more`);
+        const { value: endings, ms } = await timed(() =>
+          Promise.all(clients.map((c) => c.rest(15_000)))
+        );
+        assert.ok(
+          ms >= 9_000 && ms < 13_000,
+          `dropped after ${ms} ms, not at the 10 s deadline`,
+        );
+        for (const end of endings) assert.equal(end.data, "");
+        const after = await backTo(server.pid, baseline, 3_000);
+        console.log(
+          `silent TLS clients staying: fds ${baseline} before, ${during} while connected, ${after} after the server dropped them at ${
+            (ms / 1000).toFixed(1)
+          } s`,
+        );
+      } finally {
+        await closeAll(clients);
+      }
+    },
+  );
 
-    await t.step(
-      "after SIGHUP new connections see the new certificate",
-      async () => {
-        await install(second);
-        const from = server.logs.length;
-        server.signal("SIGHUP");
-        await server.waitForLog(
-          /TLS certificate and key reloaded$/,
-          5_000,
-          from,
+  await t.step(
+    "plaintext sent to the TLS port is closed and the server goes on serving",
+    async () => {
+      {
+        await using c = await Client.connect({ hostname: V4, port });
+        await c.sendQuietly("user bob\r\npass secret\r\n");
+        const { data } = await c.rest(5_000);
+        // At most a TLS alert record (content type 21), never a poppassd reply.
+        assert.ok(
+          data === "" || data.charCodeAt(0) === 0x15,
+          JSON.stringify(data),
         );
-        assert.equal(await servedFingerprint(port), second.fingerprint);
-        assert.deepEqual(
-          (await tlsChange(port, second, "new", "a", "b")).got,
-          FULL,
-        );
-        await using old = await Client.connect({
-          hostname: V4,
-          port,
-          caCerts: [first.pem],
-        });
-        assert.equal(
-          await old.line(),
-          undefined,
-          "the old certificate is still served",
-        );
-      },
-    );
+      }
+      await server.waitForLog(/TLS handshake failed from 127\.0\.0\.1: /);
+      assert.deepEqual(
+        (await tlsChange(port, cert, "after", "a", "b")).got,
+        FULL,
+      );
+      await backTo(server.pid, baseline, 3_000);
+    },
+  );
+});
 
-    await t.step(
-      "the session opened before SIGHUP finishes its change",
-      async () => {
-        assert.equal(await running.ask("pass a"), R.passOk);
-        assert.equal(await running.ask("newpass b"), R.changed);
-        assert.equal(await running.ask("quit"), R.bye);
-        assert.deepEqual(await running.rest(), { data: "", ending: "eof" });
-      },
-    );
+test("SIGHUP loads a new certificate for new connections; a running session goes on", async (t) => {
+  await using scratch = await Sandbox.create();
+  const first = await makeCert(scratch, "first");
+  const second = await makeCert(scratch, "second");
+  const live = {
+    certFile: scratch.path("live.crt"),
+    keyFile: scratch.path("live.key"),
+  };
+  const install = async (cert: Cert) => {
+    await Deno.copyFile(cert.keyFile, live.keyFile);
+    await Deno.copyFile(cert.certFile, live.certFile);
+  };
+  await install(first);
+  await using server = await Server.start({
+    options: tlsOptions(live),
+    check: [scratch.script("ok")],
+    password: scratch.script("ok"),
+  });
+  const port = server.port();
+  assert.equal(await servedFingerprint(port), first.fingerprint);
+  await using running = await Client.connect({
+    hostname: V4,
+    port,
+    caCerts: [first.pem],
+  });
+  assert.equal(await running.line(), greeting());
+  assert.equal(await running.ask("user rita"), R.userOk);
 
-    const breakers: [string, () => Promise<void>][] = [
-      ["a file that is no certificate", async () => {
-        await Deno.writeTextFile(live.certFile, "not a certificate\n");
-      }],
-      ["a key that belongs to another certificate", async () => {
-        await Deno.copyFile(second.certFile, live.certFile);
-        await Deno.copyFile(first.keyFile, live.keyFile);
-      }],
-    ];
-    for (const [what, breakIt] of breakers) {
-      await t.step(`SIGHUP with ${what} keeps the current one`, async () => {
-        await breakIt();
-        const from = server.logs.length;
-        server.signal("SIGHUP");
-        await server.waitForLog(
-          /TLS reload failed, keeping the old certificate: --tls-/,
-          5_000,
-          from,
-        );
-        assert.equal(await servedFingerprint(port), second.fingerprint);
-        assert.deepEqual(
-          (await tlsChange(port, second, "still", "a", "b")).got,
-          FULL,
-        );
+  await t.step(
+    "after SIGHUP new connections see the new certificate",
+    async () => {
+      await install(second);
+      const from = server.logs.length;
+      server.signal("SIGHUP");
+      await server.waitForLog(/TLS certificate and key reloaded$/, 5_000, from);
+      assert.equal(await servedFingerprint(port), second.fingerprint);
+      assert.deepEqual(
+        (await tlsChange(port, second, "new", "a", "b")).got,
+        FULL,
+      );
+      await using old = await Client.connect({
+        hostname: V4,
+        port,
+        caCerts: [first.pem],
       });
-    }
-  },
-);
+      assert.equal(
+        await old.line(),
+        undefined,
+        "the old certificate is still served",
+      );
+    },
+  );
+
+  await t.step(
+    "the session opened before SIGHUP finishes its change",
+    async () => {
+      assert.equal(await running.ask("pass a"), R.passOk);
+      assert.equal(await running.ask("newpass b"), R.changed);
+      assert.equal(await running.ask("quit"), R.bye);
+      assert.deepEqual(await running.rest(), { data: "", ending: "eof" });
+    },
+  );
+
+  const breakers: [string, () => Promise<void>][] = [
+    ["a file that is no certificate", async () => {
+      await Deno.writeTextFile(live.certFile, "not a certificate\n");
+    }],
+    ["a key that belongs to another certificate", async () => {
+      await Deno.copyFile(second.certFile, live.certFile);
+      await Deno.copyFile(first.keyFile, live.keyFile);
+    }],
+  ];
+  for (const [what, breakIt] of breakers) {
+    await t.step(`SIGHUP with ${what} keeps the current one`, async () => {
+      await breakIt();
+      const from = server.logs.length;
+      server.signal("SIGHUP");
+      await server.waitForLog(
+        /TLS reload failed, keeping the old certificate: --tls-/,
+        5_000,
+        from,
+      );
+      assert.equal(await servedFingerprint(port), second.fingerprint);
+      assert.deepEqual(
+        (await tlsChange(port, second, "still", "a", "b")).got,
+        FULL,
+      );
+    });
+  }
+});

@@ -17,7 +17,7 @@ import { pool, until } from "../support/time.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { baseEnv, FAKEAUTH, MAIN, Sandbox } from "../support/sandbox.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const GREETING = greeting();
 const TRUSTED = ["--proxy-protocol", "127.0.0.1/32"];
@@ -110,155 +110,142 @@ const checksRan = (since: number, ms: number) =>
     "health checks to run",
   );
 
-const NEEDS_HAPROXY = needs(import.meta.url, "haproxy");
-const NEEDS_HAPROXY_TCPSERVER = needs(import.meta.url, "haproxy", "tcpserver");
+const test = testWith(needs(import.meta.url, "haproxy"));
 
-Deno.test(
-  "behind HAProxy (send-proxy-v2): every change lands exactly once, logged with the real address",
-  NEEDS_HAPROXY,
-  async () => {
-    const users = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];
-    const dir = await passwdDir(users);
-    const c = await cluster(dir);
-    const started = performance.now();
-    try {
-      // Sources alternate in pairs, servers one by one: each instance sees both.
-      const source = (i: number) => i % 4 < 2 ? "127.0.0.2" : "127.0.0.3";
-      const transcripts = await pool(
-        users,
-        4,
-        (u, i) => change(c.haproxy.port, source(i), u),
-      );
-      for (const t of transcripts) {
-        assert.deepEqual(t, [
-          GREETING,
-          R.userOk,
-          R.passOk,
-          R.changed,
-          R.bye,
-          "",
-        ], sessionLines(c).join("\n"));
-      }
-      await checksRan(started, 1_500);
-      const file = await readPasswdFile(`${dir}/passwd`);
-      for (const [i, u] of users.entries()) {
-        const lines = sessionLines(c).filter((l) =>
-          l.endsWith(`: Password change for ${u} succeeded`)
-        );
-        assert.equal(lines.length, 1, `${u}: ${lines.join("\n")}`);
-        assert.match(
-          lines[0]!,
-          new RegExp(` ip=${source(i).replaceAll(".", "\\.")}: `),
-        );
-        const entry = findEntry(file, enc.encode(u));
-        assert.ok(entry, u);
-        const stored = entry.password;
-        assert.equal(
-          (await verify(stored, enc.encode(`new-password-${u}`))).kind,
-          "match",
-        );
-      }
-      for (const s of [c.a, c.b]) {
-        assert.match(s.logs[0]!, /; proxy-protocol from 127\.0\.0\.1\/32$/);
-      }
-      // Round robin: both instances served, both wrote to the one file.
-      for (const s of [c.a, c.b]) {
-        assert.ok(s.grep(/Password change for u\d succeeded/).length > 0);
-      }
-      // Only the clients' own sessions were logged: no health check (1.5 s
-      // of `check inter 200` on two instances), no balancer address.
-      const all = sessionLines(c);
-      assert.ok(
-        all.every((l) => / ip=127\.0\.0\.[23]: /.test(l)),
-        all.join("\n"),
-      );
-      assert.equal(all.length, 3 * users.length, all.join("\n"));
-      assert.deepEqual(
-        [...c.a.logs, ...c.b.logs].filter((l) => !/ ip=|listening on /.test(l)),
-        [],
-      );
-    } finally {
-      await stopAll(c, dir);
+test("behind HAProxy (send-proxy-v2): every change lands exactly once, logged with the real address", async () => {
+  const users = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];
+  const dir = await passwdDir(users);
+  const c = await cluster(dir);
+  const started = performance.now();
+  try {
+    // Sources alternate in pairs, servers one by one: each instance sees both.
+    const source = (i: number) => i % 4 < 2 ? "127.0.0.2" : "127.0.0.3";
+    const transcripts = await pool(
+      users,
+      4,
+      (u, i) => change(c.haproxy.port, source(i), u),
+    );
+    for (const t of transcripts) {
+      assert.deepEqual(t, [
+        GREETING,
+        R.userOk,
+        R.passOk,
+        R.changed,
+        R.bye,
+        "",
+      ], sessionLines(c).join("\n"));
     }
-  },
-);
-
-Deno.test(
-  "behind HAProxy: --max-per-ip counts the real address, per instance",
-  NEEDS_HAPROXY,
-  async () => {
-    const dir = await passwdDir(["alice"]);
-    const c = await cluster(dir, ["--max-per-ip", "2"]);
-    const open: BoundClient[] = [];
-    try {
-      // Round robin puts two sessions from 127.0.0.2 on each instance…
-      for (let i = 0; i < 4; i++) {
-        const client = await BoundClient.connect("127.0.0.2", c.haproxy.port);
-        open.push(client);
-        assert.equal(await client.line(), GREETING, `session ${i + 1}`);
-      }
-      // …so the fifth finds its instance full…
-      const fifth = await BoundClient.connect("127.0.0.2", c.haproxy.port);
-      open.push(fifth);
-      assert.equal(await fifth.rest(), R.tooMany);
-      // …while 127.0.0.3 is still welcome on both.
-      for (let i = 0; i < 2; i++) {
-        const other = await BoundClient.connect("127.0.0.3", c.haproxy.port);
-        open.push(other);
-        assert.equal(await other.line(), GREETING);
-      }
-      const refused = sessionLines(c).filter((l) => /limit reached/.test(l));
-      assert.equal(refused.length, 1, refused.join("\n"));
+    await checksRan(started, 1_500);
+    const file = await readPasswdFile(`${dir}/passwd`);
+    for (const [i, u] of users.entries()) {
+      const lines = sessionLines(c).filter((l) =>
+        l.endsWith(`: Password change for ${u} succeeded`)
+      );
+      assert.equal(lines.length, 1, `${u}: ${lines.join("\n")}`);
       assert.match(
-        refused[0]!,
-        / ip=127\.0\.0\.2: limit reached: max-per-ip 2, connection refused$/,
+        lines[0]!,
+        new RegExp(` ip=${source(i).replaceAll(".", "\\.")}: `),
       );
-    } finally {
-      await Promise.all(open.map((o) => o.close()));
-      await stopAll(c, dir);
+      const entry = findEntry(file, enc.encode(u));
+      assert.ok(entry, u);
+      const stored = entry.password;
+      assert.equal(
+        (await verify(stored, enc.encode(`new-password-${u}`))).kind,
+        "match",
+      );
     }
-  },
-);
+    for (const s of [c.a, c.b]) {
+      assert.match(s.logs[0]!, /; proxy-protocol from 127\.0\.0\.1\/32$/);
+    }
+    // Round robin: both instances served, both wrote to the one file.
+    for (const s of [c.a, c.b]) {
+      assert.ok(s.grep(/Password change for u\d succeeded/).length > 0);
+    }
+    // Only the clients' own sessions were logged: no health check (1.5 s
+    // of `check inter 200` on two instances), no balancer address.
+    const all = sessionLines(c);
+    assert.ok(
+      all.every((l) => / ip=127\.0\.0\.[23]: /.test(l)),
+      all.join("\n"),
+    );
+    assert.equal(all.length, 3 * users.length, all.join("\n"));
+    assert.deepEqual(
+      [...c.a.logs, ...c.b.logs].filter((l) => !/ ip=|listening on /.test(l)),
+      [],
+    );
+  } finally {
+    await stopAll(c, dir);
+  }
+});
 
-Deno.test(
-  "a peer outside the trusted networks cannot forge its address",
-  NEEDS_HAPROXY,
-  async (t) => {
-    const dir = await passwdDir(["alice"]);
-    const c = await cluster(dir);
-    try {
-      await t.step("directly, its PROXY line is a bad command", async () => {
-        await using client = await BoundClient.connect("127.0.0.2", c.a.port());
+test("behind HAProxy: --max-per-ip counts the real address, per instance", async () => {
+  const dir = await passwdDir(["alice"]);
+  const c = await cluster(dir, ["--max-per-ip", "2"]);
+  const open: BoundClient[] = [];
+  try {
+    // Round robin puts two sessions from 127.0.0.2 on each instance…
+    for (let i = 0; i < 4; i++) {
+      const client = await BoundClient.connect("127.0.0.2", c.haproxy.port);
+      open.push(client);
+      assert.equal(await client.line(), GREETING, `session ${i + 1}`);
+    }
+    // …so the fifth finds its instance full…
+    const fifth = await BoundClient.connect("127.0.0.2", c.haproxy.port);
+    open.push(fifth);
+    assert.equal(await fifth.rest(), R.tooMany);
+    // …while 127.0.0.3 is still welcome on both.
+    for (let i = 0; i < 2; i++) {
+      const other = await BoundClient.connect("127.0.0.3", c.haproxy.port);
+      open.push(other);
+      assert.equal(await other.line(), GREETING);
+    }
+    const refused = sessionLines(c).filter((l) => /limit reached/.test(l));
+    assert.equal(refused.length, 1, refused.join("\n"));
+    assert.match(
+      refused[0]!,
+      / ip=127\.0\.0\.2: limit reached: max-per-ip 2, connection refused$/,
+    );
+  } finally {
+    await Promise.all(open.map((o) => o.close()));
+    await stopAll(c, dir);
+  }
+});
+
+test("a peer outside the trusted networks cannot forge its address", async (t) => {
+  const dir = await passwdDir(["alice"]);
+  const c = await cluster(dir);
+  try {
+    await t.step("directly, its PROXY line is a bad command", async () => {
+      await using client = await BoundClient.connect("127.0.0.2", c.a.port());
+      await client.send("PROXY TCP4 6.6.6.6 127.0.0.1 1111 106\r\n");
+      assert.equal(await client.rest(), GREETING + R.usernameRequired);
+    });
+    await t.step(
+      "through HAProxy, its PROXY line comes after the real header",
+      async () => {
+        await using client = await BoundClient.connect(
+          "127.0.0.3",
+          c.haproxy.port,
+        );
         await client.send("PROXY TCP4 6.6.6.6 127.0.0.1 1111 106\r\n");
         assert.equal(await client.rest(), GREETING + R.usernameRequired);
-      });
-      await t.step(
-        "through HAProxy, its PROXY line comes after the real header",
-        async () => {
-          await using client = await BoundClient.connect(
-            "127.0.0.3",
-            c.haproxy.port,
-          );
-          await client.send("PROXY TCP4 6.6.6.6 127.0.0.1 1111 106\r\n");
-          assert.equal(await client.rest(), GREETING + R.usernameRequired);
-        },
-      );
-      const lines = sessionLines(c);
-      assert.ok(!lines.some((l) => l.includes("6.6.6.6")), lines.join("\n"));
-      assert.deepEqual(
-        lines.filter((l) => /protocol error/.test(l)).map((l) =>
-          l.replace(/^.*? ip=/, "ip=")
-        ),
-        [
-          "ip=127.0.0.2: protocol error: Username required.",
-          "ip=127.0.0.3: protocol error: Username required.",
-        ],
-      );
-    } finally {
-      await stopAll(c, dir);
-    }
-  },
-);
+      },
+    );
+    const lines = sessionLines(c);
+    assert.ok(!lines.some((l) => l.includes("6.6.6.6")), lines.join("\n"));
+    assert.deepEqual(
+      lines.filter((l) => /protocol error/.test(l)).map((l) =>
+        l.replace(/^.*? ip=/, "ip=")
+      ),
+      [
+        "ip=127.0.0.2: protocol error: Username required.",
+        "ip=127.0.0.3: protocol error: Username required.",
+      ],
+    );
+  } finally {
+    await stopAll(c, dir);
+  }
+});
 
 Deno.test("a trusted peer must send a header: missing, malformed or late is closed without a greeting, one log line", async (t) => {
   const dir = await passwdDir(["alice"]);
@@ -523,67 +510,54 @@ Deno.test("at most --max-sessions PROXY headers are awaited at once", async () =
   }
 });
 
-Deno.test(
-  "after one instance is killed, HAProxy's checks move every new session to the other",
-  NEEDS_HAPROXY,
-  async () => {
-    const dir = await passwdDir(["alice"]);
-    const c = await cluster(dir);
-    try {
-      c.a.signal("SIGKILL");
-      await c.haproxy.waitForStates({ a: "DOWN", b: "UP" });
-      const before = c.b.grep(/session end: quit/).length;
-      for (let i = 0; i < 6; i++) {
-        await using client = await BoundClient.connect(
-          i % 2 ? "127.0.0.3" : "127.0.0.2",
-          c.haproxy.port,
-        );
-        assert.equal(await client.line(), GREETING, `session ${i + 1}`);
-        assert.equal(await client.ask("quit"), R.bye);
-      }
-      await until(
-        () =>
-          c.b.grep(/session end: quit/).length - before === 6
-            ? true
-            : undefined,
-        10_000,
-        "six sessions on b",
-      );
-      assert.equal(c.b.grep(/ ip=127\.0\.0\.2: session end: quit/).length, 3);
-      assert.equal(c.b.grep(/ ip=127\.0\.0\.3: session end: quit/).length, 3);
-    } finally {
-      await stopAll(c, dir);
-    }
-  },
-);
-
-Deno.test(
-  "HAProxy with send-proxy (v1) and a greeting check: real address, health checks not logged",
-  NEEDS_HAPROXY,
-  async () => {
-    const dir = await passwdDir(["alice"]);
-    const c = await cluster(dir, [], { version: 1, check: "greeting" });
-    const started = performance.now();
-    try {
+test("after one instance is killed, HAProxy's checks move every new session to the other", async () => {
+  const dir = await passwdDir(["alice"]);
+  const c = await cluster(dir);
+  try {
+    c.a.signal("SIGKILL");
+    await c.haproxy.waitForStates({ a: "DOWN", b: "UP" });
+    const before = c.b.grep(/session end: quit/).length;
+    for (let i = 0; i < 6; i++) {
       await using client = await BoundClient.connect(
-        "127.0.0.3",
+        i % 2 ? "127.0.0.3" : "127.0.0.2",
         c.haproxy.port,
       );
-      assert.equal(await client.line(), GREETING);
-      assert.equal(await client.ask("user alice"), R.userOk);
-      assert.equal(await client.ask("pass wrong"), R.authFailed);
-      assert.equal(await client.rest(), "");
-      await checksRan(started, 1_500);
-      const lines = sessionLines(c).map((l) => l.replace(/^.*? ip=/, "ip="));
-      assert.deepEqual(lines.map((l) => l.replace(/, [\d.]+ s$/, "")), [
-        "ip=127.0.0.3: authentication failed for alice: rejected, wrong password",
-        "ip=127.0.0.3: session end: failure",
-      ]);
-    } finally {
-      await stopAll(c, dir);
+      assert.equal(await client.line(), GREETING, `session ${i + 1}`);
+      assert.equal(await client.ask("quit"), R.bye);
     }
-  },
-);
+    await until(
+      () =>
+        c.b.grep(/session end: quit/).length - before === 6 ? true : undefined,
+      10_000,
+      "six sessions on b",
+    );
+    assert.equal(c.b.grep(/ ip=127\.0\.0\.2: session end: quit/).length, 3);
+    assert.equal(c.b.grep(/ ip=127\.0\.0\.3: session end: quit/).length, 3);
+  } finally {
+    await stopAll(c, dir);
+  }
+});
+
+test("HAProxy with send-proxy (v1) and a greeting check: real address, health checks not logged", async () => {
+  const dir = await passwdDir(["alice"]);
+  const c = await cluster(dir, [], { version: 1, check: "greeting" });
+  const started = performance.now();
+  try {
+    await using client = await BoundClient.connect("127.0.0.3", c.haproxy.port);
+    assert.equal(await client.line(), GREETING);
+    assert.equal(await client.ask("user alice"), R.userOk);
+    assert.equal(await client.ask("pass wrong"), R.authFailed);
+    assert.equal(await client.rest(), "");
+    await checksRan(started, 1_500);
+    const lines = sessionLines(c).map((l) => l.replace(/^.*? ip=/, "ip="));
+    assert.deepEqual(lines.map((l) => l.replace(/, [\d.]+ s$/, "")), [
+      "ip=127.0.0.3: authentication failed for alice: rejected, wrong password",
+      "ip=127.0.0.3: session end: failure",
+    ]);
+  } finally {
+    await stopAll(c, dir);
+  }
+});
 
 /** fakeauth's ledger: the environment each check/set child saw. */
 async function childEnvs(box: Sandbox) {
@@ -598,7 +572,7 @@ async function childEnvs(box: Sandbox) {
 
 Deno.test(
   "children see the header's addresses as TCPREMOTEIP/PORT and TCPLOCALIP/PORT",
-  NEEDS_HAPROXY_TCPSERVER,
+  needs(import.meta.url, "haproxy", "tcpserver"),
   async (t) => {
     await t.step("listen mode behind HAProxy", async () => {
       await using box = await Sandbox.create([["bob", "old-bob"]]);

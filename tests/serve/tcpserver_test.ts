@@ -35,10 +35,11 @@ import {
   type Launcher,
   STDIO_LAUNCHERS,
 } from "../support/fd3exec.ts";
-import { needs } from "../support/tools.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 /** Every test here runs tcpserver. */
 const NEEDS = needs(import.meta.url, "tcpserver");
+const test = testWith(NEEDS);
 
 /** Under tcpserver a run belongs to the client port tcpserver reported to it. */
 const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
@@ -111,118 +112,102 @@ async function happyPath(launch: Launcher) {
   );
 }
 
-Deno.test(
-  "tcpserver: every row of the reply table gets its exact octets",
-  NEEDS,
-  async (t) => {
-    for (const row of ROWS) {
-      await t.step(row.name, async () => {
-        await using box = await Sandbox.create(ROW_ACCOUNTS);
-        await using server = await serve(box);
-        await using client = await server.connect();
-        const received = await converse(client.talk, row.lines);
-        assert.equal(received, GREETING + row.replies.join(""));
-        await settle(server, box, [client.talk.transcript()]);
-        assert.deepEqual(runs(await box.ledger()), row.runs);
-      });
-    }
-  },
-);
+test("tcpserver: every row of the reply table gets its exact octets", async (t) => {
+  for (const row of ROWS) {
+    await t.step(row.name, async () => {
+      await using box = await Sandbox.create(ROW_ACCOUNTS);
+      await using server = await serve(box);
+      await using client = await server.connect();
+      const received = await converse(client.talk, row.lines);
+      assert.equal(received, GREETING + row.replies.join(""));
+      await settle(server, box, [client.talk.transcript()]);
+      assert.deepEqual(runs(await box.ledger()), row.runs);
+    });
+  }
+});
 
-Deno.test(
-  "tcpserver: failures are logged with the client's address",
-  NEEDS,
-  async () => {
-    await using box = await Sandbox.create(ROW_ACCOUNTS);
-    await using server = await serve(box);
-    await using client = await server.connect();
-    await converse(client.talk, ["user bob", "pass Wrong-mk3 pw"]);
-    await settle(server, box, [client.talk.transcript()]);
-    assert.match(
-      server.log,
-      /ip=127\.0\.0\.1: authentication failed for bob: rejected, exit 1\n/,
-    );
-  },
-);
+test("tcpserver: failures are logged with the client's address", async () => {
+  await using box = await Sandbox.create(ROW_ACCOUNTS);
+  await using server = await serve(box);
+  await using client = await server.connect();
+  await converse(client.talk, ["user bob", "pass Wrong-mk3 pw"]);
+  await settle(server, box, [client.talk.transcript()]);
+  assert.match(
+    server.log,
+    /ip=127\.0\.0\.1: authentication failed for bob: rejected, exit 1\n/,
+  );
+});
 
-Deno.test(
-  "tcpserver: clients that leave without reading change the password once",
-  NEEDS,
-  async (t) => {
-    const rows: [string, (c: Client) => Promise<void>][] = [
-      ["sends everything, half-closes, reads nothing", async (c) => {
-        await c.talk.send(
-          `user bob\r\npass ${OLD}\r\nnewpass ${NEW}\r\nquit\r\n`,
-        );
-        await c.closeWrite();
-      }],
-      [
-        "reads up to the change, sends quit and closes (SquirrelMail)",
-        async (c) => {
-          await c.talk.reply();
-          for (const line of ["user bob", `pass ${OLD}`, `newpass ${NEW}`]) {
-            await c.talk.line(line);
-            await c.talk.reply();
-          }
-          await c.talk.line("quit");
-          await c.close();
-        },
-      ],
-      ["closes right after sending newpass", async (c) => {
+test("tcpserver: clients that leave without reading change the password once", async (t) => {
+  const rows: [string, (c: Client) => Promise<void>][] = [
+    ["sends everything, half-closes, reads nothing", async (c) => {
+      await c.talk.send(
+        `user bob\r\npass ${OLD}\r\nnewpass ${NEW}\r\nquit\r\n`,
+      );
+      await c.closeWrite();
+    }],
+    [
+      "reads up to the change, sends quit and closes (SquirrelMail)",
+      async (c) => {
         await c.talk.reply();
-        for (const line of ["user bob", `pass ${OLD}`]) {
+        for (const line of ["user bob", `pass ${OLD}`, `newpass ${NEW}`]) {
           await c.talk.line(line);
           await c.talk.reply();
         }
-        await c.talk.line(`newpass ${NEW}`);
+        await c.talk.line("quit");
         await c.close();
-      }],
-    ];
-    for (const [name, act] of rows) {
-      await t.step(`a client that ${name}`, async () => {
-        await using box = await Sandbox.create(ROW_ACCOUNTS);
-        await using server = await serve(box);
-        await using client = await server.connect();
-        await act(client);
-        await server.idle();
-        await client.close();
-        await settle(server, box, [client.talk.transcript()]);
-        assert.deepEqual(runs(await box.ledger()), ["check:0", "set:0"]);
-        const after = await box.accounts();
-        assert.equal(hex(passwordOf(after, "bob")!), hex(bytes(NEW)));
-        assert.match(server.log, /Password change for bob succeeded\n/);
-      });
-    }
-  },
-);
-
-Deno.test(
-  "tcpserver: connect-to-greeting time over 20 connections",
-  NEEDS,
-  async () => {
-    await using box = await Sandbox.create(ROW_ACCOUNTS);
-    await using server = await serve(box);
-    const times: number[] = [];
-    const transcripts: Transcript[] = [];
-    for (let i = 0; i < 20; i++) {
-      const started = performance.now();
+      },
+    ],
+    ["closes right after sending newpass", async (c) => {
+      await c.talk.reply();
+      for (const line of ["user bob", `pass ${OLD}`]) {
+        await c.talk.line(line);
+        await c.talk.reply();
+      }
+      await c.talk.line(`newpass ${NEW}`);
+      await c.close();
+    }],
+  ];
+  for (const [name, act] of rows) {
+    await t.step(`a client that ${name}`, async () => {
+      await using box = await Sandbox.create(ROW_ACCOUNTS);
+      await using server = await serve(box);
       await using client = await server.connect();
-      assert.equal(await client.talk.reply(), GREETING);
-      times.push(performance.now() - started);
-      await client.talk.line("quit");
-      assert.equal(await client.talk.reply(), R.bye);
-      await client.talk.closed();
-      transcripts.push(client.talk.transcript());
-    }
-    await settle(server, box, transcripts);
-    const sorted = times.toSorted((a, b) => a - b);
-    const median = (sorted[9]! + sorted[10]!) / 2;
-    console.log(
-      `connect-to-greeting under tcpserver: median ${median.toFixed(1)} ms, ` +
-        `min ${sorted[0]!.toFixed(1)} ms, max ${
-          sorted[19]!.toFixed(1)
-        } ms (n=20)`,
-    );
-    assert.ok(median < 2_000);
-  },
-);
+      await act(client);
+      await server.idle();
+      await client.close();
+      await settle(server, box, [client.talk.transcript()]);
+      assert.deepEqual(runs(await box.ledger()), ["check:0", "set:0"]);
+      const after = await box.accounts();
+      assert.equal(hex(passwordOf(after, "bob")!), hex(bytes(NEW)));
+      assert.match(server.log, /Password change for bob succeeded\n/);
+    });
+  }
+});
+
+test("tcpserver: connect-to-greeting time over 20 connections", async () => {
+  await using box = await Sandbox.create(ROW_ACCOUNTS);
+  await using server = await serve(box);
+  const times: number[] = [];
+  const transcripts: Transcript[] = [];
+  for (let i = 0; i < 20; i++) {
+    const started = performance.now();
+    await using client = await server.connect();
+    assert.equal(await client.talk.reply(), GREETING);
+    times.push(performance.now() - started);
+    await client.talk.line("quit");
+    assert.equal(await client.talk.reply(), R.bye);
+    await client.talk.closed();
+    transcripts.push(client.talk.transcript());
+  }
+  await settle(server, box, transcripts);
+  const sorted = times.toSorted((a, b) => a - b);
+  const median = (sorted[9]! + sorted[10]!) / 2;
+  console.log(
+    `connect-to-greeting under tcpserver: median ${median.toFixed(1)} ms, ` +
+      `min ${sorted[0]!.toFixed(1)} ms, max ${
+        sorted[19]!.toFixed(1)
+      } ms (n=20)`,
+  );
+  assert.ok(median < 2_000);
+});

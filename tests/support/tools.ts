@@ -134,3 +134,13 @@ export function skipUnless(url: string, why: string | undefined): {
   sayOnce(`skipped: ${testPath(url)}: ${why}`);
   return { ignore: true };
 }
+
+/**
+ * `Deno.test(name, fn)` under a gate from {@link needs}: `const tcpTest =
+ * testWith(needs(import.meta.url, "tcpserver"))`, then `tcpTest(name, fn)`.
+ */
+export function testWith(
+  gate: { ignore: boolean },
+): (name: string, fn: (t: Deno.TestContext) => void | Promise<void>) => void {
+  return (name, fn) => Deno.test(name, { ignore: gate.ignore }, fn);
+}

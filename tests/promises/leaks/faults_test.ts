@@ -13,7 +13,7 @@ import { buildStarter, missing } from "../../support/fd3exec.ts";
 import { type Target, withListener, withTcpserver } from "./targets.ts";
 import { FAULTS, inject } from "./faults.ts";
 import { assertNoMarkers, warmUp } from "./checks.ts";
-import { needs } from "../../support/tools.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
 /** Every fault in both steps through one target. */
 async function allFaults(target: Target, t: Deno.TestContext): Promise<void> {
@@ -45,15 +45,11 @@ async function allFaults(target: Target, t: Deno.TestContext): Promise<void> {
   );
 }
 
-const NEEDS = needs(import.meta.url, "tcpserver");
+const test = testWith(needs(import.meta.url, "tcpserver"));
 
-Deno.test(
-  "leaks: every back-end fault through main.ts under tcpserver",
-  NEEDS,
-  async (t) => {
-    await withTcpserver((target) => allFaults(target, t));
-  },
-);
+test("leaks: every back-end fault through main.ts under tcpserver", async (t) => {
+  await withTcpserver((target) => allFaults(target, t));
+});
 
 Deno.test("leaks: every back-end fault through main.ts in listen mode", async (t) => {
   await withListener((target) => allFaults(target, t));

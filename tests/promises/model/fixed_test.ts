@@ -6,7 +6,7 @@
 import type { Script } from "./scripts.ts";
 import { round } from "./round.ts";
 import { TARGETS } from "./targets.ts";
-import { needs } from "../../support/tools.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
 /** The property's run function for one fixed set of scripts, for named regressions. */
 async function replay(
@@ -31,23 +31,16 @@ function scriptOf(part: Partial<Script>): Script {
   };
 }
 
-const NEEDS = needs(import.meta.url, "tcpserver");
+const test = testWith(needs(import.meta.url, "tcpserver"));
 
-Deno.test(
-  "model: fixed scripts — a full change, a set that hangs while the client leaves, a check that never reads fd 3, an unterminated quit",
-  NEEDS,
-  async (t) => {
-    const scripts = [
-      scriptOf({ happy: 3 }),
-      scriptOf({ kind: "set-hang", happy: 3, end: "drop", eol: "\n" }),
-      scriptOf({ kind: "noread", happy: 2, send: "pipeline", cuts: [3, 9] }),
-      scriptOf({
-        happy: 1,
-        partial: { op: "quit", verb: "lower", arg: false },
-      }),
-    ];
-    for (const mode of ["tcpserver", "listen"] as const) {
-      await t.step(mode, () => replay(mode, scripts));
-    }
-  },
-);
+test("model: fixed scripts — a full change, a set that hangs while the client leaves, a check that never reads fd 3, an unterminated quit", async (t) => {
+  const scripts = [
+    scriptOf({ happy: 3 }),
+    scriptOf({ kind: "set-hang", happy: 3, end: "drop", eol: "\n" }),
+    scriptOf({ kind: "noread", happy: 2, send: "pipeline", cuts: [3, 9] }),
+    scriptOf({ happy: 1, partial: { op: "quit", verb: "lower", arg: false } }),
+  ];
+  for (const mode of ["tcpserver", "listen"] as const) {
+    await t.step(mode, () => replay(mode, scripts));
+  }
+});

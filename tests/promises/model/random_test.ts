@@ -16,18 +16,14 @@ import { buildStarter, missing } from "../../support/fd3exec.ts";
 import { RUNS, SEED } from "./settings.ts";
 import { summary } from "./round.ts";
 import { check, withListener, withTcpserver } from "./targets.ts";
-import { needs } from "../../support/tools.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
-const NEEDS = needs(import.meta.url, "tcpserver");
+const test = testWith(needs(import.meta.url, "tcpserver"));
 
-Deno.test(
-  `model: stdio under tcpserver, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED})`,
-  NEEDS,
-  async () => {
-    await withTcpserver((target) => check(target, SEED));
-    summary("tcpserver");
-  },
-);
+test(`model: stdio under tcpserver, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED})`, async () => {
+  await withTcpserver((target) => check(target, SEED));
+  summary("tcpserver");
+});
 
 Deno.test(`model: listen mode, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED + 1})`, async () => {
   await withListener((target) => check(target, SEED + 1));
