@@ -22,6 +22,7 @@ import {
 } from "../support/sandbox.ts";
 import { sleep, within } from "../support/time.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const CGI = "/usr/lib/cgi-bin/poppass";
 const USER = "cgiuser";
@@ -116,7 +117,11 @@ async function change(old: string) {
   };
 }
 
-Deno.test("poppass-cgi changes a password through our server under tcpserver", async () => {
+const test = testWith(
+  needs(import.meta.url, "tcpserver", "recordio", "poppass-cgi", "perl"),
+);
+
+test("poppass-cgi changes a password through our server under tcpserver", async () => {
   const { html, ledger, after, log, transcript } = await change(OLD);
   assert.match(html, /Password Changed Successfully/);
   assert.doesNotMatch(html, /Error:/);
@@ -132,7 +137,7 @@ Deno.test("poppass-cgi changes a password through our server under tcpserver", a
   assert.match(log, /ip=127\.0\.0\.1: Password change for cgiuser succeeded/);
 });
 
-Deno.test("poppass-cgi shows the failure for a wrong old password and nothing is set", async () => {
+test("poppass-cgi shows the failure for a wrong old password and nothing is set", async () => {
   const { html, ledger, after } = await change(WRONG);
   assert.doesNotMatch(html, /Password Changed Successfully/);
   assert.match(html, /Error:/);

@@ -15,7 +15,7 @@ import {
   WRITE_SCHEMES,
 } from "../../lib/hash/mod.ts";
 import { poolState } from "../../lib/hash/pool.ts";
-import { hasTool } from "../support/tools.ts";
+import { needs } from "../support/tools.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 // doveadm pw -s ARGON2ID -p x, with m raised to 256 MiB by hand: a check
@@ -100,7 +100,7 @@ Deno.test("hashing never stalls the event loop", async () => {
 
 Deno.test({
   name: "every write scheme's hash is accepted by doveadm pw -t",
-  ignore: !hasTool("doveadm"),
+  ignore: needs(import.meta.url, "doveadm").ignore,
   async fn() {
     try {
       for (const scheme of WRITE_SCHEMES) {

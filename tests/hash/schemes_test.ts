@@ -17,13 +17,13 @@ import {
   verifyPassword,
   WRITE_SCHEMES,
 } from "../../lib/hash/schemes.ts";
-import { hasTool } from "../support/tools.ts";
+import { needs } from "../support/tools.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
-const DOVEADM = hasTool("doveadm");
-const OPENSSL = hasTool("openssl");
-const MKPASSWD = hasTool("mkpasswd");
+const DOVEADM = !needs(import.meta.url, "doveadm").ignore;
+const OPENSSL = !needs(import.meta.url, "openssl").ignore;
+const MKPASSWD = !needs(import.meta.url, "mkpasswd").ignore;
 
 /**
  * Run a shell line with the password as raw octets in "$PW_FILE"'s content,

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { closeHashPool, verify } from "../../lib/hash/mod.ts";
 import { latin1Decode } from "../../lib/hash/octets.ts";
-import { hasTool } from "../support/tools.ts";
+import { needs } from "../support/tools.ts";
 
 const SCRIPT = new URL("../support/fixtures/hash_vectors.sh", import.meta.url);
 const PINNED = new URL("../support/fixtures/hash_vectors.txt", import.meta.url);
@@ -100,7 +100,7 @@ Deno.test("pinned reference vectors verify through the hash workers", async (t) 
   }
 });
 
-const tools = hasTool("doveadm") && hasTool("mkpasswd") && hasTool("python3");
+const tools = !needs(import.meta.url, "doveadm", "mkpasswd", "python3").ignore;
 Deno.test({
   name: `fresh vectors from doveadm, mkpasswd and python3 verify${
     tools ? "" : ` (ignored: run ${APT})`

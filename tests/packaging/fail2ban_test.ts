@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { needs, skipUnless } from "../support/tools.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 const FILTER = `${ROOT}packaging/fail2ban/filter.d/qmail-poppass.conf`;
@@ -180,7 +181,14 @@ const STYLES: readonly Style[] = [
 
 Deno.test({
   name: "fail2ban filter: rejected guesses match with the client's address",
-  ignore: F2B === undefined || !isFile(COMMON),
+  // common.conf comes with fail2ban-regex's package: one apt-get line.
+  ignore: needs(import.meta.url, "fail2ban-regex").ignore ||
+    skipUnless(
+      import.meta.url,
+      isFile(COMMON)
+        ? undefined
+        : `${COMMON} is missing: apt-get install fail2ban`,
+    ).ignore,
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "qmail-poppass-f2b-" });
     try {

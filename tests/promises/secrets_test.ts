@@ -39,6 +39,7 @@ import {
   spawnerOf,
 } from "../support/fd3exec.ts";
 import { programBackend } from "../../lib/stores/programs/programs.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const TIMINGS = QUICK;
 
@@ -268,6 +269,8 @@ async function play(
   }
 }
 
+const test = testWith(needs(import.meta.url, "tcpserver"));
+
 Deno.test("secrets: no password in stdio logs, replies or back-end argv/env, whatever fails", async () => {
   await using box = await Sandbox.create();
   const mark = marker();
@@ -392,7 +395,7 @@ function sharedAccounts(mark: string): [string, string][] {
   ]);
 }
 
-Deno.test("secrets: no password in tcpserver's stderr, replies or back-end argv/env", async () => {
+test("secrets: no password in tcpserver's stderr, replies or back-end argv/env", async () => {
   const mark = marker();
   await using box = await Sandbox.create(sharedAccounts(mark));
   await using server = await Tcpserver.start({

@@ -13,6 +13,7 @@ import { runOnce } from "../support/stdio.ts";
 import { makeCert } from "../support/certs.ts";
 import { run } from "../support/tools.ts";
 import { Server } from "../support/listen_server.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const TRUE_WARNING = /warning: the checkpassword chain ends in true/;
 
@@ -24,6 +25,8 @@ function stdioEnv(box: Sandbox, extra: Record<string, string> = {}) {
     ...extra,
   };
 }
+
+const test = testWith(needs(import.meta.url, "openssl"));
 
 Deno.test("stdio: a chain ending in true is not warned about on every connection", async () => {
   await using box = await Sandbox.create();
@@ -138,7 +141,7 @@ Deno.test("--help names no source file", async () => {
   assert.doesNotMatch(stdout, /lib\/|\.c\b|\.ts\b/);
 });
 
-Deno.test("listen mode warns once at startup, and about certificates clients refuse", async (t) => {
+test("listen mode warns once at startup, and about certificates clients refuse", async (t) => {
   await using scratch = await Sandbox.create();
   const good = await makeCert(scratch, "good");
   const bare = scratch.path("bare");

@@ -15,6 +15,7 @@ import { R } from "../support/pinned_replies.ts";
 import { baseEnv, HOST, MAIN } from "../support/sandbox.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
 import { Server } from "../support/listen_server.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 /** A source that hands out `chunks`, then whatever `after` says. */
 function source(
@@ -31,6 +32,8 @@ function source(
     reads: () => reads,
   };
 }
+
+const test = testWith(needs(import.meta.url, "tcpserver"));
 
 Deno.test("discardPending reads to end of input and zeroes what it read", async () => {
   const chunks = [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5])];
@@ -122,7 +125,7 @@ const EXPECTED: [string, string] = [
   "eof",
 ];
 
-Deno.test("stdio under tcpserver: after a final reply, unread input is drained and the close is a FIN", async () => {
+test("stdio under tcpserver: after a final reply, unread input is drained and the close is a FIN", async () => {
   await using server = await Tcpserver.start({
     program: [MAIN, "--fail-delay", "0", HOST, "/bin/false"],
     env: { ...baseEnv(), PASSWORD_COMMAND: "/bin/false" },

@@ -12,6 +12,7 @@ import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until, within } from "../support/time.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const V4 = "127.0.0.1";
 const V6 = "::1";
@@ -66,6 +67,8 @@ async function release(server: Server, c: Client): Promise<void> {
   await c.close();
   await server.waitForLog(/session end: eof/, 5_000, from);
 }
+
+const test = testWith(needs(import.meta.url, "openssl"));
 
 Deno.test("the session caps refuse the extra connection and give the slot back", async (t) => {
   await using scratch = await Sandbox.create();
@@ -177,7 +180,7 @@ Deno.test("an idle session is closed at --idle-timeout and gives its slot back",
   assert.equal(await next.line(), greeting());
 });
 
-Deno.test("over TLS the refusal line arrives encrypted and the slot comes back", async () => {
+test("over TLS the refusal line arrives encrypted and the slot comes back", async () => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "caps");
   await using server = await Server.start({
@@ -218,6 +221,7 @@ Deno.test("over TLS the refusal line arrives encrypted and the slot comes back",
 // their handshake at once, so silent clients cannot pile up descriptors
 // for the 10 s handshake deadline (tcpserver -c counts from accept too).
 Deno.test({
+  ...needs(import.meta.url, "openssl"),
   name:
     "connections still in their TLS handshake count against the session cap",
   fn: async () => {
@@ -346,7 +350,7 @@ async function destroyAll(sockets: Socket[]): Promise<void> {
 
 // Issue 18 item 1: silent connections from one address used to fill every
 // handshake slot (--max-sessions in all) and lock every TLS client out.
-Deno.test("one address holding silent TLS connections cannot stop another address's TLS session", async () => {
+test("one address holding silent TLS connections cannot stop another address's TLS session", async () => {
   await using scratch = await Sandbox.create();
   const { server, cert } = await tlsCapped(scratch);
   await using _ = server;
@@ -374,7 +378,7 @@ Deno.test("one address holding silent TLS connections cannot stop another addres
   assert.equal(droppedCount(server, "6 TLS handshakes in progress"), 0);
 });
 
-Deno.test("--per-ip-prefix4 groups clients: two addresses of one /24 share --max-per-ip", async () => {
+test("--per-ip-prefix4 groups clients: two addresses of one /24 share --max-per-ip", async () => {
   await using scratch = await Sandbox.create();
   const { server } = await tlsCapped(scratch, ["--per-ip-prefix4", "24"]);
   await using _ = server;

@@ -11,8 +11,11 @@ import { makeCert } from "../support/certs.ts";
 import { Sandbox } from "../support/sandbox.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const V4 = "127.0.0.1";
+
+const test = testWith(needs(import.meta.url, "openssl"));
 
 Deno.test("a plaintext listener off loopback needs --allow-plaintext", async (t) => {
   await using scratch = await Sandbox.create();
@@ -75,7 +78,7 @@ Deno.test("a plaintext listener off loopback needs --allow-plaintext", async (t)
   }
 });
 
-Deno.test("a TLS listener will not start with a certificate and key it cannot use", async (t) => {
+test("a TLS listener will not start with a certificate and key it cannot use", async (t) => {
   await using scratch = await Sandbox.create();
   const [one, two] = [
     await makeCert(scratch, "one"),
@@ -157,7 +160,7 @@ Deno.test("a TLS listener will not start with a certificate and key it cannot us
   }
 });
 
-Deno.test("an address that cannot be bound exits 111 with one line naming it", async (t) => {
+test("an address that cannot be bound exits 111 with one line naming it", async (t) => {
   await using scratch = await Sandbox.create();
   await using busy = await Server.start({
     options: ["--listen", "127.0.0.1:0"],
@@ -206,7 +209,7 @@ function freePort(): number {
 // Issue 18 item 8: the example listen line of the packaged
 // /etc/default/qmail-poppass failed with EADDRINUSE, because Deno's [::]
 // socket also takes IPv4.
-Deno.test("the shipped POPPASS_LISTEN example (0.0.0.0 and [::] on one port) starts and serves both families", async (t) => {
+test("the shipped POPPASS_LISTEN example (0.0.0.0 and [::] on one port) starts and serves both families", async (t) => {
   const shipped = await Deno.readTextFile(
     new URL("../../packaging/systemd/qmail-poppass.default", import.meta.url),
   );

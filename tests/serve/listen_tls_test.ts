@@ -15,6 +15,7 @@ import { fdCount } from "../support/procs.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { Server } from "../support/listen_server.ts";
 import { sleep, timed, until } from "../support/time.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const V4 = "127.0.0.1";
 
@@ -55,7 +56,9 @@ async function tlsChange(
 
 const FULL = [greeting(), R.userOk, R.passOk, R.changed, R.bye];
 
-Deno.test("a TLS listener serves a full session with exact replies and fd-3 octets", async () => {
+const test = testWith(needs(import.meta.url, "openssl"));
+
+test("a TLS listener serves a full session with exact replies and fd-3 octets", async () => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   const fa = scratch.fakeauth();
@@ -107,7 +110,7 @@ async function silent(port: number, n: number): Promise<Client[]> {
   return clients;
 }
 
-Deno.test("TLS clients that never handshake do not keep their sockets", async (t) => {
+test("TLS clients that never handshake do not keep their sockets", async (t) => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
@@ -203,7 +206,7 @@ Deno.test("TLS clients that never handshake do not keep their sockets", async (t
   );
 });
 
-Deno.test("SIGHUP loads a new certificate for new connections; a running session goes on", async (t) => {
+test("SIGHUP loads a new certificate for new connections; a running session goes on", async (t) => {
   await using scratch = await Sandbox.create();
   const first = await makeCert(scratch, "first");
   const second = await makeCert(scratch, "second");

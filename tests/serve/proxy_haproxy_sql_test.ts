@@ -18,11 +18,11 @@ import {
   postgresMissing,
   type TestDatabase,
 } from "../support/databases.ts";
-import { BoundClient, HAPROXY, Haproxy } from "../support/haproxy.ts";
+import { BoundClient, Haproxy } from "../support/haproxy.ts";
 import { Server } from "../support/listen_server.ts";
 import { pool, until, within } from "../support/time.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
-import { hasTool } from "../support/tools.ts";
+import { aptLine, needs } from "../support/tools.ts";
 import {
   lit,
   postfixadminMailbox,
@@ -38,16 +38,12 @@ const REPLY_MS = 30_000;
 const DOMAIN = "example.org";
 const enc = new TextEncoder();
 
-const HAPROXY_SKIP = (() => {
-  try {
-    return Deno.statSync(HAPROXY).isFile ? undefined : "no haproxy";
-  } catch {
-    return "HAProxy is not installed: apt-get install haproxy";
-  }
-})();
+const HAPROXY_SKIP = needs(import.meta.url, "haproxy").ignore
+  ? `HAProxy is not installed: ${aptLine(["haproxy"])}`
+  : undefined;
 const PG_SKIP = HAPROXY_SKIP ?? postgresMissing();
 const MY_SKIP = HAPROXY_SKIP ?? mariadbMissing();
-const DOVEADM = hasTool("doveadm");
+const DOVEADM = !needs(import.meta.url, "doveadm").ignore;
 const skipped = (why: string | undefined) => why ? ` (skipped: ${why})` : "";
 
 const address = (user: string) => `${user}@${DOMAIN}`;

@@ -17,6 +17,7 @@ import { pool, until } from "../support/time.ts";
 import { greeting, R } from "../support/pinned_replies.ts";
 import { baseEnv, FAKEAUTH, MAIN, Sandbox } from "../support/sandbox.ts";
 import { Tcpserver } from "../support/tcpserver.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const GREETING = greeting();
 const TRUSTED = ["--proxy-protocol", "127.0.0.1/32"];
@@ -109,7 +110,9 @@ const checksRan = (since: number, ms: number) =>
     "health checks to run",
   );
 
-Deno.test("behind HAProxy (send-proxy-v2): every change lands exactly once, logged with the real address", async () => {
+const test = testWith(needs(import.meta.url, "haproxy"));
+
+test("behind HAProxy (send-proxy-v2): every change lands exactly once, logged with the real address", async () => {
   const users = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];
   const dir = await passwdDir(users);
   const c = await cluster(dir);
@@ -175,7 +178,7 @@ Deno.test("behind HAProxy (send-proxy-v2): every change lands exactly once, logg
   }
 });
 
-Deno.test("behind HAProxy: --max-per-ip counts the real address, per instance", async () => {
+test("behind HAProxy: --max-per-ip counts the real address, per instance", async () => {
   const dir = await passwdDir(["alice"]);
   const c = await cluster(dir, ["--max-per-ip", "2"]);
   const open: BoundClient[] = [];
@@ -208,7 +211,7 @@ Deno.test("behind HAProxy: --max-per-ip counts the real address, per instance", 
   }
 });
 
-Deno.test("a peer outside the trusted networks cannot forge its address", async (t) => {
+test("a peer outside the trusted networks cannot forge its address", async (t) => {
   const dir = await passwdDir(["alice"]);
   const c = await cluster(dir);
   try {
@@ -507,7 +510,7 @@ Deno.test("at most --max-sessions PROXY headers are awaited at once", async () =
   }
 });
 
-Deno.test("after one instance is killed, HAProxy's checks move every new session to the other", async () => {
+test("after one instance is killed, HAProxy's checks move every new session to the other", async () => {
   const dir = await passwdDir(["alice"]);
   const c = await cluster(dir);
   try {
@@ -535,7 +538,7 @@ Deno.test("after one instance is killed, HAProxy's checks move every new session
   }
 });
 
-Deno.test("HAProxy with send-proxy (v1) and a greeting check: real address, health checks not logged", async () => {
+test("HAProxy with send-proxy (v1) and a greeting check: real address, health checks not logged", async () => {
   const dir = await passwdDir(["alice"]);
   const c = await cluster(dir, [], { version: 1, check: "greeting" });
   const started = performance.now();
@@ -567,134 +570,155 @@ async function childEnvs(box: Sandbox) {
   }));
 }
 
-Deno.test("children see the header's addresses as TCPREMOTEIP/PORT and TCPLOCALIP/PORT", async (t) => {
-  await t.step("listen mode behind HAProxy", async () => {
-    await using box = await Sandbox.create([["bob", "old-bob"]]);
-    await using server = await Server.start({
-      options: ["--listen", "127.0.0.1:0", ...TRUSTED, ...QUICK],
-      check: [FAKEAUTH, "check"],
-      password: `${FAKEAUTH} set`,
-      env: box.env(),
-    });
-    await using haproxy = await Haproxy.start({
-      dir: box.dir,
-      backends: [{ name: "a", port: server.port() }],
-    });
-    await haproxy.waitForStates({ a: "UP" });
-    await using client = await BoundClient.connect("127.0.0.2", haproxy.port);
-    assert.equal(await client.line(), GREETING);
-    assert.equal(await client.ask("user bob"), R.userOk);
-    assert.equal(await client.ask("pass old-bob"), R.passOk);
-    assert.equal(await client.ask("newpass new-bob"), R.changed);
-    const want = {
-      ip: "127.0.0.2",
-      port: String(client.localPort),
-      localIp: "127.0.0.1",
-      localPort: String(haproxy.port),
-    };
-    const envs = await childEnvs(box);
-    assert.deepEqual([...new Set(envs.map((e) => e.mode))], ["check", "set"]);
-    for (const { mode: _, ...seen } of envs) assert.deepEqual(seen, want);
-  });
-  await t.step(
-    "stdio mode under tcpserver -R -H -l localhost, TCPREMOTEIP trusted",
-    async () => {
-      await using box = await Sandbox.create([["carol", "old-carol"]]);
-      await using tcpserver = await Tcpserver.start({
-        program: [MAIN, ...TRUSTED, ...QUICK, "pop.example", FAKEAUTH, "check"],
-        env: {
-          ...baseEnv(),
-          ...box.env(),
-          PASSWORD_COMMAND: `${FAKEAUTH} set`,
-        },
+Deno.test(
+  "children see the header's addresses as TCPREMOTEIP/PORT and TCPLOCALIP/PORT",
+  needs(import.meta.url, "haproxy", "tcpserver"),
+  async (t) => {
+    await t.step("listen mode behind HAProxy", async () => {
+      await using box = await Sandbox.create([["bob", "old-bob"]]);
+      await using server = await Server.start({
+        options: ["--listen", "127.0.0.1:0", ...TRUSTED, ...QUICK],
+        check: [FAKEAUTH, "check"],
+        password: `${FAKEAUTH} set`,
+        env: box.env(),
       });
-      // A raw v1 header, exact octets, from 127.0.0.1 (trusted).
-      await using client = await BoundClient.connect(
-        "127.0.0.1",
-        tcpserver.port,
-      );
-      await client.send(
-        "PROXY TCP4 203.0.113.9 192.0.2.1 51000 106\r\nuser carol\r\n",
-      );
-      assert.equal(await client.line(), GREETING);
-      assert.equal(await client.line(), R.userOk);
-      assert.equal(await client.ask("pass old-carol"), R.passOk);
-      assert.equal(await client.ask("newpass new-carol"), R.changed);
-      assert.equal(await client.ask("quit"), R.bye);
-      await tcpserver.idle(1, 15_000);
-      const envs = await childEnvs(box);
-      assert.ok(envs.length >= 2, JSON.stringify(envs));
-      for (const e of envs) {
-        assert.deepEqual(
-          {
-            ip: e.ip,
-            port: e.port,
-            localIp: e.localIp,
-            localPort: e.localPort,
-          },
-          {
-            ip: "203.0.113.9",
-            port: "51000",
-            localIp: "192.0.2.1",
-            localPort: "106",
-          },
-        );
-      }
-      assert.match(
-        tcpserver.log,
-        /ip=203\.0\.113\.9: Password change for carol succeeded/,
-      );
-      assert.doesNotMatch(tcpserver.log, /ip=127\.0\.0\.1:/);
-    },
-  );
-  await t.step(
-    "stdio mode under tcpserver behind HAProxy (send-proxy-v2)",
-    async () => {
-      await using box = await Sandbox.create([["dave", "old-dave"]]);
-      await using tcpserver = await Tcpserver.start({
-        program: [MAIN, ...TRUSTED, ...QUICK, "pop.example", FAKEAUTH, "check"],
-        env: {
-          ...baseEnv(),
-          ...box.env(),
-          PASSWORD_COMMAND: `${FAKEAUTH} set`,
-        },
-      });
-      // Every check starts a process under tcpserver: check once a second.
       await using haproxy = await Haproxy.start({
         dir: box.dir,
-        backends: [{ name: "a", port: tcpserver.port }],
-        inter: 1_000,
+        backends: [{ name: "a", port: server.port() }],
       });
       await haproxy.waitForStates({ a: "UP" });
-      await using client = await BoundClient.connect("127.0.0.3", haproxy.port);
+      await using client = await BoundClient.connect("127.0.0.2", haproxy.port);
       assert.equal(await client.line(), GREETING);
-      assert.equal(await client.ask("user dave"), R.userOk);
-      assert.equal(await client.ask("pass old-dave"), R.passOk);
-      assert.equal(await client.ask("newpass new-dave"), R.changed);
-      assert.equal(await client.ask("quit"), R.bye);
+      assert.equal(await client.ask("user bob"), R.userOk);
+      assert.equal(await client.ask("pass old-bob"), R.passOk);
+      assert.equal(await client.ask("newpass new-bob"), R.changed);
+      const want = {
+        ip: "127.0.0.2",
+        port: String(client.localPort),
+        localIp: "127.0.0.1",
+        localPort: String(haproxy.port),
+      };
       const envs = await childEnvs(box);
-      assert.ok(envs.length >= 2, JSON.stringify(envs));
-      for (const { mode: _, ...seen } of envs) {
-        assert.deepEqual(seen, {
-          ip: "127.0.0.3",
-          port: String(client.localPort),
-          localIp: "127.0.0.1",
-          localPort: String(haproxy.port),
+      assert.deepEqual([...new Set(envs.map((e) => e.mode))], ["check", "set"]);
+      for (const { mode: _, ...seen } of envs) assert.deepEqual(seen, want);
+    });
+    await t.step(
+      "stdio mode under tcpserver -R -H -l localhost, TCPREMOTEIP trusted",
+      async () => {
+        await using box = await Sandbox.create([["carol", "old-carol"]]);
+        await using tcpserver = await Tcpserver.start({
+          program: [
+            MAIN,
+            ...TRUSTED,
+            ...QUICK,
+            "pop.example",
+            FAKEAUTH,
+            "check",
+          ],
+          env: {
+            ...baseEnv(),
+            ...box.env(),
+            PASSWORD_COMMAND: `${FAKEAUTH} set`,
+          },
         });
-      }
-      await until(
-        () =>
-          /ip=127\.0\.0\.3: session end: quit/.test(tcpserver.log)
-            ? true
-            : undefined,
-        10_000,
-        "the session's end in the log",
-      );
-      const ours = tcpserver.log.split("\n").filter((l) => / ip=/.test(l));
-      assert.ok(
-        ours.every((l) => / ip=127\.0\.0\.3: /.test(l)),
-        ours.join("\n"),
-      );
-    },
-  );
-});
+        // A raw v1 header, exact octets, from 127.0.0.1 (trusted).
+        await using client = await BoundClient.connect(
+          "127.0.0.1",
+          tcpserver.port,
+        );
+        await client.send(
+          "PROXY TCP4 203.0.113.9 192.0.2.1 51000 106\r\nuser carol\r\n",
+        );
+        assert.equal(await client.line(), GREETING);
+        assert.equal(await client.line(), R.userOk);
+        assert.equal(await client.ask("pass old-carol"), R.passOk);
+        assert.equal(await client.ask("newpass new-carol"), R.changed);
+        assert.equal(await client.ask("quit"), R.bye);
+        await tcpserver.idle(1, 15_000);
+        const envs = await childEnvs(box);
+        assert.ok(envs.length >= 2, JSON.stringify(envs));
+        for (const e of envs) {
+          assert.deepEqual(
+            {
+              ip: e.ip,
+              port: e.port,
+              localIp: e.localIp,
+              localPort: e.localPort,
+            },
+            {
+              ip: "203.0.113.9",
+              port: "51000",
+              localIp: "192.0.2.1",
+              localPort: "106",
+            },
+          );
+        }
+        assert.match(
+          tcpserver.log,
+          /ip=203\.0\.113\.9: Password change for carol succeeded/,
+        );
+        assert.doesNotMatch(tcpserver.log, /ip=127\.0\.0\.1:/);
+      },
+    );
+    await t.step(
+      "stdio mode under tcpserver behind HAProxy (send-proxy-v2)",
+      async () => {
+        await using box = await Sandbox.create([["dave", "old-dave"]]);
+        await using tcpserver = await Tcpserver.start({
+          program: [
+            MAIN,
+            ...TRUSTED,
+            ...QUICK,
+            "pop.example",
+            FAKEAUTH,
+            "check",
+          ],
+          env: {
+            ...baseEnv(),
+            ...box.env(),
+            PASSWORD_COMMAND: `${FAKEAUTH} set`,
+          },
+        });
+        // Every check starts a process under tcpserver: check once a second.
+        await using haproxy = await Haproxy.start({
+          dir: box.dir,
+          backends: [{ name: "a", port: tcpserver.port }],
+          inter: 1_000,
+        });
+        await haproxy.waitForStates({ a: "UP" });
+        await using client = await BoundClient.connect(
+          "127.0.0.3",
+          haproxy.port,
+        );
+        assert.equal(await client.line(), GREETING);
+        assert.equal(await client.ask("user dave"), R.userOk);
+        assert.equal(await client.ask("pass old-dave"), R.passOk);
+        assert.equal(await client.ask("newpass new-dave"), R.changed);
+        assert.equal(await client.ask("quit"), R.bye);
+        const envs = await childEnvs(box);
+        assert.ok(envs.length >= 2, JSON.stringify(envs));
+        for (const { mode: _, ...seen } of envs) {
+          assert.deepEqual(seen, {
+            ip: "127.0.0.3",
+            port: String(client.localPort),
+            localIp: "127.0.0.1",
+            localPort: String(haproxy.port),
+          });
+        }
+        await until(
+          () =>
+            /ip=127\.0\.0\.3: session end: quit/.test(tcpserver.log)
+              ? true
+              : undefined,
+          10_000,
+          "the session's end in the log",
+        );
+        const ours = tcpserver.log.split("\n").filter((l) => / ip=/.test(l));
+        assert.ok(
+          ours.every((l) => / ip=127\.0\.0\.3: /.test(l)),
+          ours.join("\n"),
+        );
+      },
+    );
+  },
+);

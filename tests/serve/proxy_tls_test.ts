@@ -25,6 +25,7 @@ import {
   V2_LOCAL,
   v2Header,
 } from "../support/proxy_tls_client.ts";
+import { needs, testWith } from "../support/tools.ts";
 
 const GREETING = greeting();
 const TRUSTED = ["--proxy-protocol", "127.0.0.1/32"];
@@ -57,7 +58,9 @@ function closedBy(socket: { once(e: "close", f: () => void): unknown }) {
   );
 }
 
-Deno.test("a v2 header in clear, then TLS: the header's client in the log and for the children", async (t) => {
+const test = testWith(needs(import.meta.url, "openssl"));
+
+test("a v2 header in clear, then TLS: the header's client in the log and for the children", async (t) => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   const fa = scratch.fakeauth();
@@ -193,7 +196,7 @@ Deno.test("a v2 header in clear, then TLS: the header's client in the log and fo
   );
 });
 
-Deno.test("a trusted peer that starts TLS without a header is closed without a greeting, one log line", async (t) => {
+test("a trusted peer that starts TLS without a header is closed without a greeting, one log line", async (t) => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
@@ -234,7 +237,7 @@ Deno.test("a trusted peer that starts TLS without a header is closed without a g
   });
 });
 
-Deno.test("the per-IP TLS handshake cap counts the header's source, not the balancer", async () => {
+test("the per-IP TLS handshake cap counts the header's source, not the balancer", async () => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
@@ -293,140 +296,151 @@ Deno.test("the per-IP TLS handshake cap counts the header's source, not the bala
   }
 });
 
-Deno.test("behind HAProxy (send-proxy-v2, TLS passed through): full changes on a shared passwd-file, real addresses", async () => {
-  await using scratch = await Sandbox.create();
-  const cert = await makeCert(scratch, "server");
-  const users = ["u0", "u1", "u2", "u3", "u4", "u5"];
-  const passwd = scratch.path("passwd");
-  await Deno.writeTextFile(
-    passwd,
-    (await Promise.all(
-      users.map(async (u) =>
-        `${u}:${await make("SHA512-CRYPT", enc.encode(`old-${u}`))}\n`
-      ),
-    )).join(""),
-  );
-  const start = () =>
-    Server.start({
-      options: [
-        ...tlsOptions(cert),
-        ...TRUSTED,
-        ...QUICK,
-        "--passwd-file",
-        passwd,
-        "--passwd-scheme",
-        "SHA512-CRYPT",
-      ],
-      check: [],
-      password: "",
+Deno.test(
+  "behind HAProxy (send-proxy-v2, TLS passed through): full changes on a shared passwd-file, real addresses",
+  needs(import.meta.url, "haproxy", "openssl"),
+  async () => {
+    await using scratch = await Sandbox.create();
+    const cert = await makeCert(scratch, "server");
+    const users = ["u0", "u1", "u2", "u3", "u4", "u5"];
+    const passwd = scratch.path("passwd");
+    await Deno.writeTextFile(
+      passwd,
+      (await Promise.all(
+        users.map(async (u) =>
+          `${u}:${await make("SHA512-CRYPT", enc.encode(`old-${u}`))}\n`
+        ),
+      )).join(""),
+    );
+    const start = () =>
+      Server.start({
+        options: [
+          ...tlsOptions(cert),
+          ...TRUSTED,
+          ...QUICK,
+          "--passwd-file",
+          passwd,
+          "--passwd-scheme",
+          "SHA512-CRYPT",
+        ],
+        check: [],
+        password: "",
+      });
+    await using a = await start();
+    await using b = await start();
+    // `check` + `check-send-proxy`: a TCP connect that sends a v2 LOCAL
+    // header and closes; no TLS needed for the check.
+    await using haproxy = await Haproxy.start({
+      dir: scratch.dir,
+      backends: [{ name: "a", port: a.port() }, { name: "b", port: b.port() }],
     });
-  await using a = await start();
-  await using b = await start();
-  // `check` + `check-send-proxy`: a TCP connect that sends a v2 LOCAL
-  // header and closes; no TLS needed for the check.
-  await using haproxy = await Haproxy.start({
-    dir: scratch.dir,
-    backends: [{ name: "a", port: a.port() }, { name: "b", port: b.port() }],
-  });
-  await haproxy.waitForStates({ a: "UP", b: "UP" });
-  const started = performance.now();
-  const source = (i: number) => i % 4 < 2 ? "127.0.0.2" : "127.0.0.3";
-  const transcripts = await pool(users, 3, async (u, i) => {
-    await using c = await ProxyTlsClient.connect({
-      port: haproxy.port,
-      ca: cert.pem,
-      source: source(i),
+    await haproxy.waitForStates({ a: "UP", b: "UP" });
+    const started = performance.now();
+    const source = (i: number) => i % 4 < 2 ? "127.0.0.2" : "127.0.0.3";
+    const transcripts = await pool(users, 3, async (u, i) => {
+      await using c = await ProxyTlsClient.connect({
+        port: haproxy.port,
+        ca: cert.pem,
+        source: source(i),
+      });
+      return [
+        await c.line(),
+        await c.ask(`user ${u}`),
+        await c.ask(`pass old-${u}`),
+        await c.ask(`newpass new-password-${u}`),
+        await c.ask("quit"),
+        await c.rest(),
+      ];
     });
-    return [
-      await c.line(),
-      await c.ask(`user ${u}`),
-      await c.ask(`pass old-${u}`),
-      await c.ask(`newpass new-password-${u}`),
-      await c.ask("quit"),
-      await c.rest(),
-    ];
-  });
-  const sessionLines = () =>
-    [...a.logs, ...b.logs].filter((l) => / ip=/.test(l));
-  for (const t of transcripts) {
+    const sessionLines = () =>
+      [...a.logs, ...b.logs].filter((l) => / ip=/.test(l));
+    for (const t of transcripts) {
+      assert.deepEqual(
+        t,
+        [GREETING, R.userOk, R.passOk, R.changed, R.bye, ""],
+        sessionLines().join("\n"),
+      );
+    }
+    // Let the health checks run (`inter 200` on both instances).
+    await until(
+      () => performance.now() - started >= 1_500 ? true : undefined,
+      3_000,
+      "health checks to run",
+    );
+    const file = await readPasswdFile(passwd);
+    for (const [i, u] of users.entries()) {
+      const lines = sessionLines().filter((l) =>
+        l.endsWith(`: Password change for ${u} succeeded`)
+      );
+      assert.equal(lines.length, 1, `${u}: ${lines.join("\n")}`);
+      assert.match(
+        lines[0]!,
+        new RegExp(` ip=${source(i).replaceAll(".", "\\.")}: `),
+      );
+      const entry = findEntry(file, enc.encode(u));
+      assert.ok(entry, u);
+      assert.equal(
+        (await verify(entry.password, enc.encode(`new-password-${u}`))).kind,
+        "match",
+      );
+    }
+    for (const s of [a, b]) {
+      assert.ok(s.grep(/Password change for u\d succeeded/).length > 0);
+    }
+    // Only the clients' sessions were logged: no health check, no TLS
+    // failure, no balancer address.
+    const all = sessionLines();
+    assert.ok(
+      all.every((l) => / ip=127\.0\.0\.[23]: /.test(l)),
+      all.join("\n"),
+    );
+    assert.equal(all.length, 3 * users.length, all.join("\n"));
     assert.deepEqual(
-      t,
-      [GREETING, R.userOk, R.passOk, R.changed, R.bye, ""],
-      sessionLines().join("\n"),
+      [...a.logs, ...b.logs].filter((l) => !/ ip=|listening on /.test(l)),
+      [],
     );
-  }
-  // Let the health checks run (`inter 200` on both instances).
-  await until(
-    () => performance.now() - started >= 1_500 ? true : undefined,
-    3_000,
-    "health checks to run",
-  );
-  const file = await readPasswdFile(passwd);
-  for (const [i, u] of users.entries()) {
-    const lines = sessionLines().filter((l) =>
-      l.endsWith(`: Password change for ${u} succeeded`)
-    );
-    assert.equal(lines.length, 1, `${u}: ${lines.join("\n")}`);
-    assert.match(
-      lines[0]!,
-      new RegExp(` ip=${source(i).replaceAll(".", "\\.")}: `),
-    );
-    const entry = findEntry(file, enc.encode(u));
-    assert.ok(entry, u);
-    assert.equal(
-      (await verify(entry.password, enc.encode(`new-password-${u}`))).kind,
-      "match",
-    );
-  }
-  for (const s of [a, b]) {
-    assert.ok(s.grep(/Password change for u\d succeeded/).length > 0);
-  }
-  // Only the clients' sessions were logged: no health check, no TLS
-  // failure, no balancer address.
-  const all = sessionLines();
-  assert.ok(all.every((l) => / ip=127\.0\.0\.[23]: /.test(l)), all.join("\n"));
-  assert.equal(all.length, 3 * users.length, all.join("\n"));
-  assert.deepEqual(
-    [...a.logs, ...b.logs].filter((l) => !/ ip=|listening on /.test(l)),
-    [],
-  );
-});
+  },
+);
 
-Deno.test("behind HAProxy with a greeting check over TLS (check-ssl): UP, checks not logged", async () => {
-  await using scratch = await Sandbox.create();
-  const cert = await makeCert(scratch, "server");
-  await using server = await Server.start({
-    options: [...tlsOptions(cert), ...TRUSTED, ...QUICK],
-    check: [scratch.script("ok")],
-    password: scratch.script("ok"),
-  });
-  // The check sends a v2 LOCAL header, does TLS, reads the greeting, leaves.
-  await using haproxy = await Haproxy.start({
-    dir: scratch.dir,
-    backends: [{ name: "a", port: server.port() }],
-    check: "tlsGreeting",
-  });
-  await haproxy.waitForStates({ a: "UP" });
-  const started = performance.now();
-  {
-    await using c = await ProxyTlsClient.connect({
-      port: haproxy.port,
-      ca: cert.pem,
-      source: "127.0.0.3",
+Deno.test(
+  "behind HAProxy with a greeting check over TLS (check-ssl): UP, checks not logged",
+  needs(import.meta.url, "haproxy", "openssl"),
+  async () => {
+    await using scratch = await Sandbox.create();
+    const cert = await makeCert(scratch, "server");
+    await using server = await Server.start({
+      options: [...tlsOptions(cert), ...TRUSTED, ...QUICK],
+      check: [scratch.script("ok")],
+      password: scratch.script("ok"),
     });
-    assert.equal(await c.line(), GREETING);
-    assert.equal(await c.ask("quit"), R.bye);
-  }
-  await server.waitForLog(/session end: quit/);
-  await until(
-    () => performance.now() - started >= 1_500 ? true : undefined,
-    3_000,
-    "health checks to run",
-  );
-  assert.deepEqual(tail(server, 1), ["ip=127.0.0.3: session end: quit"]);
-});
+    // The check sends a v2 LOCAL header, does TLS, reads the greeting, leaves.
+    await using haproxy = await Haproxy.start({
+      dir: scratch.dir,
+      backends: [{ name: "a", port: server.port() }],
+      check: "tlsGreeting",
+    });
+    await haproxy.waitForStates({ a: "UP" });
+    const started = performance.now();
+    {
+      await using c = await ProxyTlsClient.connect({
+        port: haproxy.port,
+        ca: cert.pem,
+        source: "127.0.0.3",
+      });
+      assert.equal(await c.line(), GREETING);
+      assert.equal(await c.ask("quit"), R.bye);
+    }
+    await server.waitForLog(/session end: quit/);
+    await until(
+      () => performance.now() - started >= 1_500 ? true : undefined,
+      3_000,
+      "health checks to run",
+    );
+    assert.deepEqual(tail(server, 1), ["ip=127.0.0.3: session end: quit"]);
+  },
+);
 
-Deno.test("silent after the header: dropped at the TLS handshake deadline, descriptors released", async () => {
+test("silent after the header: dropped at the TLS handshake deadline, descriptors released", async () => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
@@ -488,7 +502,7 @@ Deno.test("silent after the header: dropped at the TLS handshake deadline, descr
   );
 });
 
-Deno.test("at most --max-sessions PROXY headers are awaited at once before TLS", async () => {
+test("at most --max-sessions PROXY headers are awaited at once before TLS", async () => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({
@@ -524,7 +538,7 @@ Deno.test("at most --max-sessions PROXY headers are awaited at once before TLS",
   }
 });
 
-Deno.test("--max-per-ip counts sessions by the header's source over TLS", async () => {
+test("--max-per-ip counts sessions by the header's source over TLS", async () => {
   await using scratch = await Sandbox.create();
   const cert = await makeCert(scratch, "server");
   await using server = await Server.start({

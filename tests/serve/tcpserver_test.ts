@@ -35,6 +35,11 @@ import {
   type Launcher,
   STDIO_LAUNCHERS,
 } from "../support/fd3exec.ts";
+import { needs, testWith } from "../support/tools.ts";
+
+/** Every test here runs tcpserver. */
+const NEEDS = needs(import.meta.url, "tcpserver");
+const test = testWith(NEEDS);
 
 /** Under tcpserver a run belongs to the client port tcpserver reported to it. */
 const byClientPort = (e: LedgerEntry) => e.env.TCPREMOTEPORT ?? "?";
@@ -66,6 +71,7 @@ forEachLauncher(
   "tcpserver: the happy path, byte for byte, with the ucspi-tcp environment",
   happyPath,
   STDIO_LAUNCHERS,
+  NEEDS,
 );
 
 async function happyPath(launch: Launcher) {
@@ -106,7 +112,7 @@ async function happyPath(launch: Launcher) {
   );
 }
 
-Deno.test("tcpserver: every row of the reply table gets its exact octets", async (t) => {
+test("tcpserver: every row of the reply table gets its exact octets", async (t) => {
   for (const row of ROWS) {
     await t.step(row.name, async () => {
       await using box = await Sandbox.create(ROW_ACCOUNTS);
@@ -120,7 +126,7 @@ Deno.test("tcpserver: every row of the reply table gets its exact octets", async
   }
 });
 
-Deno.test("tcpserver: failures are logged with the client's address", async () => {
+test("tcpserver: failures are logged with the client's address", async () => {
   await using box = await Sandbox.create(ROW_ACCOUNTS);
   await using server = await serve(box);
   await using client = await server.connect();
@@ -132,7 +138,7 @@ Deno.test("tcpserver: failures are logged with the client's address", async () =
   );
 });
 
-Deno.test("tcpserver: clients that leave without reading change the password once", async (t) => {
+test("tcpserver: clients that leave without reading change the password once", async (t) => {
   const rows: [string, (c: Client) => Promise<void>][] = [
     ["sends everything, half-closes, reads nothing", async (c) => {
       await c.talk.send(
@@ -179,7 +185,7 @@ Deno.test("tcpserver: clients that leave without reading change the password onc
   }
 });
 
-Deno.test("tcpserver: connect-to-greeting time over 20 connections", async () => {
+test("tcpserver: connect-to-greeting time over 20 connections", async () => {
   await using box = await Sandbox.create(ROW_ACCOUNTS);
   await using server = await serve(box);
   const times: number[] = [];

@@ -18,7 +18,7 @@ import {
   fd3spawnStarter,
 } from "../../lib/stores/programs/fd3spawn.ts";
 import type { Starter } from "../../lib/stores/programs/starter.ts";
-import { hasTool } from "./tools.ts";
+import { aptLine, needs } from "./tools.ts";
 
 const script = (name: string) =>
   decodeURIComponent(
@@ -37,7 +37,11 @@ export const STDIO_LAUNCHERS: readonly LauncherKind[] = ["sh", "fd3exec"];
 /** Why `kind` cannot run here, or undefined. */
 export function missing(kind: LauncherKind): string | undefined {
   if (kind === "sh") return undefined;
-  if (!hasTool("cc")) return "cc not installed";
+  // The fd3exec/fd3spawn variants of every test need a C compiler; said
+  // once per process on stderr with its apt-get line.
+  if (needs(import.meta.url, "cc").ignore) {
+    return `cc not installed: ${aptLine(["cc"])}`;
+  }
   return undefined;
 }
 
@@ -167,7 +171,8 @@ async function cachedBuild(kind: "fd3exec" | "spawner") {
  * Register one test per launcher: `name [sh shim]`, `name [fd3exec]`,
  * `name [fd3spawn]`, each ignored (and saying
  * why) where it cannot run, each with its own launcher, disposed after the
- * test.
+ * test. `gate` (from `needs()` in tools.ts) ignores them all when the test
+ * file's other tools are missing.
  */
 export function forEachLauncher(
   name: string,
@@ -177,12 +182,13 @@ export function forEachLauncher(
     kind: LauncherKind,
   ) => Promise<void>,
   kinds: readonly LauncherKind[] = LAUNCHERS,
+  gate: { ignore: boolean } = { ignore: false },
 ): void {
   for (const kind of kinds) {
     const { suffix, ignore } = launcherTest(kind);
     Deno.test({
       name: name + suffix,
-      ignore,
+      ignore: ignore || gate.ignore,
       fn: async (t) => {
         await using launch = await launcher(kind);
         await fn(launch, t, kind);

@@ -15,18 +15,20 @@
 
 import { freePort } from "./client.ts";
 import { sleep, waitUntil, within } from "./time.ts";
-import { hasTool } from "./tools.ts";
+import { haveTool, type Tool } from "./tools.ts";
 import { procInfo } from "./procs.ts";
 
+/** What the LDAP tests run: slapd, the ldap-utils and openssl (tests/setup.sh). */
+export const SLAPD_TOOLS: readonly Tool[] = [
+  "slapd",
+  "ldapadd",
+  "ldapwhoami",
+  "ldapsearch",
+  "openssl",
+];
+
 /** slapd, the ldap-utils and openssl are installed (tests/setup.sh). */
-export const HAVE_SLAPD = (() => {
-  try {
-    return Deno.statSync("/usr/sbin/slapd").isFile &&
-      ["ldapadd", "ldapwhoami", "ldapsearch", "openssl"].every(hasTool);
-  } catch {
-    return false;
-  }
-})();
+export const HAVE_SLAPD = SLAPD_TOOLS.every(haveTool);
 
 /** The suffix of the test directory. */
 export const SUFFIX = "dc=example,dc=org";

@@ -13,6 +13,7 @@ import { buildStarter, missing } from "../../support/fd3exec.ts";
 import { type Target, withListener, withTcpserver } from "./targets.ts";
 import { FAULTS, inject } from "./faults.ts";
 import { assertNoMarkers, warmUp } from "./checks.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
 /** Every fault in both steps through one target. */
 async function allFaults(target: Target, t: Deno.TestContext): Promise<void> {
@@ -44,7 +45,9 @@ async function allFaults(target: Target, t: Deno.TestContext): Promise<void> {
   );
 }
 
-Deno.test("leaks: every back-end fault through main.ts under tcpserver", async (t) => {
+const test = testWith(needs(import.meta.url, "tcpserver"));
+
+test("leaks: every back-end fault through main.ts under tcpserver", async (t) => {
   await withTcpserver((target) => allFaults(target, t));
 });
 

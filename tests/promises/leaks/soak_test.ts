@@ -15,8 +15,11 @@ import { withTcpserver } from "./targets.ts";
 import type { Injected } from "./faults.ts";
 import { verifyAll } from "./checks.ts";
 import { SOAK_KINDS, soakOne, strays } from "./soak.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
-Deno.test(`leaks: soak of ${SOAK_SESSIONS} mixed stdio sessions under tcpserver, ${SOAK_CONCURRENCY} at a time`, async () => {
+const test = testWith(needs(import.meta.url, "tcpserver"));
+
+test(`leaks: soak of ${SOAK_SESSIONS} mixed stdio sessions under tcpserver, ${SOAK_CONCURRENCY} at a time`, async () => {
   await withTcpserver(async (target) => {
     const mark = marker();
     const sessions: Injected[] = [];

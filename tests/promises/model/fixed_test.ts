@@ -6,6 +6,7 @@
 import type { Script } from "./scripts.ts";
 import { round } from "./round.ts";
 import { TARGETS } from "./targets.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
 /** The property's run function for one fixed set of scripts, for named regressions. */
 async function replay(
@@ -30,7 +31,9 @@ function scriptOf(part: Partial<Script>): Script {
   };
 }
 
-Deno.test("model: fixed scripts — a full change, a set that hangs while the client leaves, a check that never reads fd 3, an unterminated quit", async (t) => {
+const test = testWith(needs(import.meta.url, "tcpserver"));
+
+test("model: fixed scripts — a full change, a set that hangs while the client leaves, a check that never reads fd 3, an unterminated quit", async (t) => {
   const scripts = [
     scriptOf({ happy: 3 }),
     scriptOf({ kind: "set-hang", happy: 3, end: "drop", eol: "\n" }),

@@ -16,8 +16,11 @@ import { buildStarter, missing } from "../../support/fd3exec.ts";
 import { RUNS, SEED } from "./settings.ts";
 import { summary } from "./round.ts";
 import { check, withListener, withTcpserver } from "./targets.ts";
+import { needs, testWith } from "../../support/tools.ts";
 
-Deno.test(`model: stdio under tcpserver, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED})`, async () => {
+const test = testWith(needs(import.meta.url, "tcpserver"));
+
+test(`model: stdio under tcpserver, ${RUNS} runs of 3-5 concurrent sessions (seed ${SEED})`, async () => {
   await withTcpserver((target) => check(target, SEED));
   summary("tcpserver");
 });

@@ -11,17 +11,18 @@ import { createLdapBackend } from "../../../lib/stores/ldap/backend.ts";
 import type { LdapConfig } from "../../../lib/stores/ldap/config.ts";
 import {
   ADMIN_DN,
-  HAVE_SLAPD,
   type LdapUser,
   makeTestCa,
   PEOPLE,
   SEARCH_DN,
   SEARCH_PW,
   Slapd,
+  SLAPD_TOOLS,
   SUFFIX,
   userDn,
 } from "../../support/slapd.ts";
 import { freePort } from "../../support/client.ts";
+import { needs } from "../../support/tools.ts";
 
 const TEMPLATE = `uid=%n,${PEOPLE}`;
 const enc = (text: string) => new TextEncoder().encode(text);
@@ -52,7 +53,7 @@ function kind(outcome: Outcome): string {
 const sanitizer = {
   sanitizeOps: true,
   sanitizeResources: true,
-  ignore: !HAVE_SLAPD,
+  ...needs(import.meta.url, ...SLAPD_TOOLS),
 };
 
 Deno.test(

@@ -6,8 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import { HAVE_SLAPD, PEOPLE, Slapd, userDn } from "../../support/slapd.ts";
+import { PEOPLE, Slapd, SLAPD_TOOLS, userDn } from "../../support/slapd.ts";
 import { baseEnv, GREETING, HOST, MAIN, ROOT } from "../../support/sandbox.ts";
+import { needs } from "../../support/tools.ts";
 import { converse } from "../../support/talk.ts";
 import { Client } from "../../support/client.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
@@ -26,7 +27,7 @@ const CHANGE_FAILED = GREETING + "200 Your password please.\r\n" +
 const sanitizer = {
   sanitizeOps: true,
   sanitizeResources: true,
-  ignore: !HAVE_SLAPD,
+  ...needs(import.meta.url, ...SLAPD_TOOLS),
 };
 
 function ldapArgs(slapd: Slapd): string[] {
@@ -47,7 +48,7 @@ function assertNoPasswords(log: string, passwords: string[]): void {
 
 Deno.test(
   "LDAP store in stdio mode under tcpserver: exact replies, ldapwhoami confirms",
-  sanitizer,
+  { ...sanitizer, ...needs(import.meta.url, ...SLAPD_TOOLS, "tcpserver") },
   async () => {
     await using slapd = await Slapd.start({ ppolicy: true });
     await slapd.addUsers([

@@ -14,6 +14,7 @@ import { Client } from "../../support/client.ts";
 import { baseEnv, GREETING, HOST, MAIN, ROOT } from "../../support/sandbox.ts";
 import { converse } from "../../support/talk.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
+import { needs } from "../../support/tools.ts";
 import {
   cryptMatches,
   shadowHash,
@@ -205,7 +206,7 @@ Deno.test({
 Deno.test({
   name:
     "stdio mode under tcpserver changes a Unix password through the shipped PAM file",
-  ignore,
+  ignore: ignore || needs(import.meta.url, "tcpserver").ignore,
   async fn(t) {
     await using unix = await UnixFixture.create(SHIPPED_SERVICE);
     const carol = await unix.add("Carol-old-1");

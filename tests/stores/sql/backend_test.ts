@@ -30,7 +30,7 @@ import {
   postgresMissing,
   type TestDatabase,
 } from "../../support/databases.ts";
-import { hasTool } from "../../support/tools.ts";
+import { aptLine, needs } from "../../support/tools.ts";
 import {
   CUSTOM_QUERIES,
   CUSTOM_SCHEMA,
@@ -43,7 +43,7 @@ import {
   postfixadminSchema,
 } from "./schemas.ts";
 
-const DOVEADM = hasTool("doveadm");
+const DOVEADM = !needs(import.meta.url, "doveadm").ignore;
 const enc = (s: string) => new TextEncoder().encode(s);
 const peer: Peer = { remoteIp: "127.0.0.1", env: {} };
 const OK: Outcome = { kind: "ok" };
@@ -141,7 +141,7 @@ const DATABASES: {
 
 for (const { name, missing, create } of DATABASES) {
   const skip = missing() ??
-    (DOVEADM ? undefined : "doveadm is missing: apt-get install dovecot-core");
+    (DOVEADM ? undefined : `doveadm is missing: ${aptLine(["doveadm"])}`);
   Deno.test({
     name: `${name}: the SQL store on a real server${
       skip ? ` (skipped: ${skip})` : ""

@@ -20,7 +20,7 @@ import { Client } from "../../support/client.ts";
 import { Tcpserver } from "../../support/tcpserver.ts";
 import { baseEnv, MAIN, ROOT } from "../../support/sandbox.ts";
 import { greeting, R } from "../../support/pinned_replies.ts";
-import { hasTool } from "../../support/tools.ts";
+import { aptLine, needs } from "../../support/tools.ts";
 import { lit, postfixadminMailbox, postfixadminSchema } from "./schemas.ts";
 
 const HOST = "sql.test";
@@ -33,9 +33,9 @@ const REPLY_MS = 20_000;
 
 const PG_SKIP = postgresMissing();
 const MY_SKIP = mariadbMissing();
-const TCPSERVER_SKIP = hasTool("tcpserver")
-  ? undefined
-  : "tcpserver is missing: apt-get install ucspi-tcp";
+const TCPSERVER_SKIP = needs(import.meta.url, "tcpserver").ignore
+  ? `tcpserver is missing: ${aptLine(["tcpserver"])}`
+  : undefined;
 const skipped = (why: string | undefined) => why ? ` (skipped: ${why})` : "";
 
 async function mailDatabase(db: TestDatabase): Promise<void> {
