@@ -46,7 +46,7 @@ import { errorMessage } from "./lib/common/errors.ts";
 const WARNING = "warning: ";
 import { describeTarget } from "./lib/stores/sql/url.ts";
 import { sqlPermissionProblem } from "./lib/stores/sql/config.ts";
-import { SQL_POOL_SIZE } from "./lib/common/limits.ts";
+import { BACKEND_CLOSE_MS, SQL_POOL_SIZE } from "./lib/common/limits.ts";
 
 /** Our exit codes. */
 export const EXIT = { ok: 0, usage: 100, temporary: 111 } as const;
@@ -331,15 +331,7 @@ async function createBackend(
         log,
       });
     };
-    if (listen) return await load();
-    let loaded: Promise<Backend> | undefined;
-    return {
-      check: async (...a) => await (await (loaded ??= load())).check(...a),
-      change: async (...a) => await (await (loaded ??= load())).change(...a),
-      close: async () => {
-        if (loaded) await closeBackend(await loaded);
-      },
-    } as Backend;
+    return listen ? await load() : onFirstUse(load);
   }
   let info: Deno.FileInfo;
   try {
@@ -361,19 +353,26 @@ async function createBackend(
   }
   // Loaded at the first check, not here: a connection that never sends
   // `pass` (a probe, a `quit`) pays for neither the hash code nor the file.
+  return onFirstUse(async () =>
+    (await loadPasswdFileStore()).createPasswdFileBackend({
+      path: backend.path,
+      scheme: backend.scheme,
+      minPasswordLength: backend.minPasswordLength,
+      log,
+    })
+  );
+}
+
+/** A store made by `load` at its first check or change, not before. */
+function onFirstUse(load: () => Promise<Backend>): Backend {
   let loaded: Promise<Backend> | undefined;
-  const load = () =>
-    loaded ??= loadPasswdFileStore().then((module) =>
-      module.createPasswdFileBackend({
-        path: backend.path,
-        scheme: backend.scheme,
-        minPasswordLength: backend.minPasswordLength,
-        log,
-      })
-    );
+  const store = () => loaded ??= load();
   return {
-    check: async (...args) => await (await load()).check(...args),
-    change: async (...args) => await (await load()).change(...args),
+    check: async (...args) => await (await store()).check(...args),
+    change: async (...args) => await (await store()).change(...args),
+    close: async () => {
+      if (loaded) await closeBackend(await loaded);
+    },
   };
 }
 
@@ -383,12 +382,13 @@ async function createBackend(
  * a hung database must not keep the process alive.
  */
 async function closeBackend(backend: Backend): Promise<void> {
-  const close = (backend as { close?: () => Promise<void> }).close;
-  if (!close) return;
+  if (!backend.close) return;
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
-    close.call(backend).catch(() => {}),
-    new Promise<void>((resolve) => timer = setTimeout(resolve, 1_000)),
+    backend.close().catch(() => {}),
+    new Promise<void>((resolve) =>
+      timer = setTimeout(resolve, BACKEND_CLOSE_MS)
+    ),
   ]);
   clearTimeout(timer);
 }

@@ -319,3 +319,10 @@ export const PASSWD_LINE_MAX = 64 * 1024;
  * of this size finds any class held by more than a few percent of users.
  */
 export const PROFILE_SAMPLES = 2_000;
+
+/**
+ * At exit, how long a store may take to close its connections (say goodbye
+ * to the database, so its log does not count an aborted connection per
+ * session); a hung database must not keep the process alive.
+ */
+export const BACKEND_CLOSE_MS = 1_000;

@@ -42,4 +42,6 @@ export interface Backend {
     newPassword: Uint8Array,
     peer: Peer,
   ): Promise<Outcome>;
+  /** Release connections (a database pool) after the last session. */
+  close?(): Promise<void>;
 }
