@@ -11,6 +11,7 @@ import net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { within } from "./time.ts";
+import { NodeLineClient } from "./node_lines.ts";
 
 /** Where and how to connect. */
 export interface TlsTarget {
@@ -103,39 +104,14 @@ function prefixed(raw: net.Socket, header: Uint8Array): Duplex {
 }
 
 /** One TLS connection after an optional clear-text header. */
-export class ProxyTlsClient implements AsyncDisposable {
+export class ProxyTlsClient extends NodeLineClient {
   readonly #raw: net.Socket;
   readonly #tls: tls.TLSSocket;
-  #buffer = "";
-  #ended = false;
-  #wake: (() => void) | undefined;
-  readonly #closed: Promise<void>;
 
   private constructor(raw: net.Socket, socket: tls.TLSSocket) {
+    super(socket);
     this.#raw = raw;
     this.#tls = socket;
-    socket.setEncoding("latin1");
-    const wake = () => {
-      const w = this.#wake;
-      this.#wake = undefined;
-      w?.();
-    };
-    socket.on("data", (text: string) => {
-      this.#buffer += text;
-      wake();
-    });
-    socket.on("error", () => {});
-    const end = () => {
-      this.#ended = true;
-      wake();
-    };
-    socket.on("end", end);
-    this.#closed = new Promise((resolve) =>
-      socket.on("close", () => {
-        end();
-        resolve();
-      })
-    );
   }
 
   /**
@@ -177,54 +153,10 @@ export class ProxyTlsClient implements AsyncDisposable {
     return this.#raw.localPort ?? 0;
   }
 
-  async #more(stop: number, what: string): Promise<boolean> {
-    if (this.#ended) return false;
-    const arrived = new Promise<void>((resolve) => (this.#wake = resolve));
-    await within(arrived, Math.max(1, stop - performance.now()), what);
-    return true;
-  }
-
-  /** The next line with its CRLF, or `undefined` if the server closed first. */
-  async line(ms = 10_000): Promise<string | undefined> {
-    const stop = performance.now() + ms;
-    for (;;) {
-      const at = this.#buffer.indexOf("\n");
-      if (at >= 0) {
-        const line = this.#buffer.slice(0, at + 1);
-        this.#buffer = this.#buffer.slice(at + 1);
-        return line;
-      }
-      if (!(await this.#more(stop, "a line"))) return undefined;
-    }
-  }
-
-  /** Send a line (CRLF added) and return the reply. */
-  async ask(line: string, ms = 10_000): Promise<string | undefined> {
-    await new Promise<void>((resolve, reject) =>
-      this.#tls.write(line + "\r\n", (e) => (e ? reject(e) : resolve()))
-    );
-    return await this.line(ms);
-  }
-
-  /** Everything until the server closes. */
-  async rest(ms = 10_000): Promise<string> {
-    const stop = performance.now() + ms;
-    while (await this.#more(stop, "the close")) {
-      // keep reading
-    }
-    const data = this.#buffer;
-    this.#buffer = "";
-    return data;
-  }
-
   /** Close both sockets and wait for the release. */
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.#tls.destroy();
     this.#raw.destroy();
-    await within(this.#closed, 5_000, "socket close");
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+    await within(this.closed, 5_000, "socket close");
   }
 }
